@@ -1,0 +1,23 @@
+//! posts-read configuration, from the environment.
+
+use shared::api::Cors;
+use shared::clients::RedisSettings;
+use shared::config::{ConfigError, EnvReader};
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub posts_table: String,
+    pub redis: RedisSettings,
+    pub cors: Cors,
+}
+
+impl Settings {
+    pub fn from_env(mut env: EnvReader<'_>) -> Result<Self, ConfigError> {
+        let settings = Settings {
+            posts_table: env.required("POSTS_TABLE", "the DynamoDB posts table name"),
+            redis: RedisSettings::from_env(&mut env),
+            cors: Cors::from_env(&mut env, "GET,OPTIONS"),
+        };
+        env.finish(settings)
+    }
+}

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Creates, on a local AWS endpoint (moto's server), the tables, queues and buckets that
+template.yaml declares, and resolves each function's environment from the same template.
+
+The template is the single source of truth: a table's keys and indexes, a queue's redrive policy
+and every function's environment variables are read from it, so the local stack cannot drift
+from what `sam deploy` creates. Resources are named `{prefix}{LogicalId}`.
+
+Output (stdout, JSON): {"resources": {LogicalId: {"name":..., "arn":..., "url":...}},
+                        "functions": {binary-name: {VAR: value}}}
+"""
+import argparse
+import json
+import re
+import sys
+
+import boto3
+import yaml
+
+
+class CfnLoader(yaml.SafeLoader):
+    """YAML loader that keeps CloudFormation short-form tags as {"Fn::X": value} dicts."""
+
+
+def _cfn_tag(loader, tag_suffix, node):
+    name = {"Ref": "Ref", "Condition": "Condition"}.get(tag_suffix, "Fn::" + tag_suffix)
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if name == "Fn::GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def load_template(path):
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=CfnLoader)
+
+
+class Provisioner:
+    def __init__(self, template, endpoint, region, prefix, params):
+        self.t = template
+        self.prefix = prefix
+        self.params = params
+        kw = dict(endpoint_url=endpoint, region_name=region,
+                  aws_access_key_id="test", aws_secret_access_key="test")
+        self.ddb = boto3.client("dynamodb", **kw)
+        self.sqs = boto3.client("sqs", **kw)
+        self.s3 = boto3.client("s3", **kw)
+        self.region = region
+        self.out = {}
+
+    def resources(self, kind):
+        for logical, res in self.t.get("Resources", {}).items():
+            if res.get("Type") == kind:
+                yield logical, res.get("Properties", {}) or {}
+
+    # ---- intrinsic functions, resolved against local resources and given parameters ----
+    def resolve(self, value):
+        if isinstance(value, dict) and len(value) == 1:
+            (fn, arg), = value.items()
+            if fn == "Ref":
+                if arg in self.out:
+                    return self.out[arg]["name"]
+                spec = self.t.get("Parameters", {}).get(arg)
+                if spec is not None:
+                    value = self.params.get(arg, spec.get("Default"))
+                    if value is None:
+                        raise KeyError(f"parameter {arg} has no value")
+                    if spec.get("Type", "").startswith(("CommaDelimitedList", "List<")):
+                        return [v.strip() for v in str(value).split(",")]
+                    return value
+                if arg == "AWS::Region":
+                    return self.region
+                raise KeyError(f"unresolvable Ref {arg}")
+            if fn == "Fn::GetAtt":
+                logical, attr = arg
+                return self.attr(logical, attr)
+            if fn == "Fn::Sub":
+                text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+
+                def sub(m):
+                    key = m.group(1)
+                    if key in variables:
+                        return str(self.resolve(variables[key]))
+                    if "." in key:
+                        logical, attr = key.split(".", 1)
+                        return str(self.attr(logical, attr))
+                    return str(self.resolve({"Ref": key}))
+                return re.sub(r"\$\{([^}!]+)\}", sub, text)
+            if fn == "Fn::Join":
+                sep, items = arg
+                items = self.resolve(items)
+                return sep.join(str(self.resolve(i)) for i in items)
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        return value
+
+    def attr(self, logical, attr):
+        info = self.out.get(logical)
+        if info is None:
+            raise KeyError(f"unresolvable GetAtt {logical}.{attr}")
+        return {"Arn": info.get("arn"), "QueueUrl": info.get("url"), "QueueName": info.get("name"),
+                "StreamArn": info.get("arn")}.get(attr) or info.get(attr)
+
+    # ---- resource creation ----
+    def tables(self):
+        for logical, p in self.resources("AWS::DynamoDB::Table"):
+            name = self.prefix + logical
+            args = dict(TableName=name, AttributeDefinitions=p["AttributeDefinitions"],
+                        KeySchema=p["KeySchema"], BillingMode="PAY_PER_REQUEST")
+            if p.get("GlobalSecondaryIndexes"):
+                args["GlobalSecondaryIndexes"] = [
+                    {k: v for k, v in g.items() if k in ("IndexName", "KeySchema", "Projection")}
+                    for g in p["GlobalSecondaryIndexes"]]
+            try:
+                desc = self.ddb.create_table(**args)["TableDescription"]
+            except self.ddb.exceptions.ResourceInUseException:
+                desc = self.ddb.describe_table(TableName=name)["Table"]
+            ttl = p.get("TimeToLiveSpecification")
+            if ttl and ttl.get("Enabled"):
+                self.ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={
+                    "Enabled": True, "AttributeName": ttl["AttributeName"]})
+            self.out[logical] = {"name": name, "arn": desc["TableArn"]}
+
+    def queues(self):
+        pending = list(self.resources("AWS::SQS::Queue"))
+        # Dead-letter queues first: a queue's RedrivePolicy names its DLQ's ARN.
+        pending.sort(key=lambda lp: "RedrivePolicy" in lp[1])
+        for logical, p in pending:
+            name = self.prefix + logical + (".fifo" if p.get("FifoQueue") else "")
+            attrs = {}
+            for key in ("VisibilityTimeout", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds",
+                        "DelaySeconds", "FifoQueue", "ContentBasedDeduplication"):
+                if key in p:
+                    attrs[key] = str(self.resolve(p[key])).lower() if isinstance(p[key], bool) else str(self.resolve(p[key]))
+            if "RedrivePolicy" in p:
+                rp = p["RedrivePolicy"]
+                attrs["RedrivePolicy"] = json.dumps({
+                    "deadLetterTargetArn": self.resolve(rp["deadLetterTargetArn"]),
+                    "maxReceiveCount": str(self.resolve(rp["maxReceiveCount"]))})
+            url = self.sqs.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"]
+            arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            self.out[logical] = {"name": name, "arn": arn, "url": url}
+
+    def buckets(self):
+        for logical, p in self.resources("AWS::S3::Bucket"):
+            name = (self.prefix + logical).lower().replace("_", "-")
+            try:
+                self.s3.create_bucket(Bucket=name)
+            except (self.s3.exceptions.BucketAlreadyOwnedByYou, self.s3.exceptions.BucketAlreadyExists):
+                pass
+            cors = p.get("CorsConfiguration")
+            if cors:
+                rules = []
+                for r in cors.get("CorsRules", []):
+                    rule = {"AllowedMethods": r["AllowedMethods"],
+                            "AllowedOrigins": self.resolve(r["AllowedOrigins"])}
+                    for k in ("AllowedHeaders", "ExposedHeaders"):
+                        if k in r:
+                            rule[k] = r[k]
+                    if "MaxAge" in r:
+                        rule["MaxAgeSeconds"] = int(r["MaxAge"])
+                    rules.append(rule)
+                self.s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": rules})
+            self.out[logical] = {"name": name, "arn": f"arn:aws:s3:::{name}"}
+
+    def function_envs(self, overrides):
+        glob = (self.t.get("Globals", {}).get("Function", {}).get("Environment", {}) or {}).get("Variables", {})
+        envs = {}
+        for logical, p in self.resources("AWS::Serverless::Function"):
+            binary = self.t["Resources"][logical].get("Metadata", {}).get("BuildProperties", {}).get("Binary", logical)
+            variables = dict(glob)
+            variables.update((p.get("Environment", {}) or {}).get("Variables", {}) or {})
+            env = {}
+            for key, value in variables.items():
+                try:
+                    env[key] = str(self.resolve(value))
+                except KeyError as e:
+                    if key not in overrides:
+                        print(f"provision: {binary}: {key}: {e}", file=sys.stderr)
+            # Local stand-ins for what is not emulated (the cache endpoint, for example).
+            env.update({k: v for k, v in overrides.items() if k in variables})
+            envs[binary] = env
+        return envs
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--template", default="template.yaml")
+    ap.add_argument("--endpoint", required=True)
+    ap.add_argument("--region", default="us-east-1")
+    ap.add_argument("--prefix", default="")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a template parameter's value")
+    ap.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
+                    help="a function variable's local value, wherever the template declares VAR")
+    args = ap.parse_args()
+    params = dict(p.split("=", 1) for p in args.param)
+    prov = Provisioner(load_template(args.template), args.endpoint, args.region, args.prefix, params)
+    prov.tables()
+    prov.queues()
+    prov.buckets()
+    overrides = dict(s.split("=", 1) for s in args.set)
+    json.dump({"resources": prov.out, "functions": prov.function_envs(overrides)}, sys.stdout, indent=1)
+    print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+//! Clients, configuration and HTTP shapes shared by every function of the bundle.
+//! One module per concern; no Lambda event types below the handler layer except in `api`.
+
+pub mod api;
+pub mod cache;
+pub mod cached_posts;
+pub mod clients;
+pub mod config;
+pub mod posts;
+pub mod telemetry;

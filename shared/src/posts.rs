@@ -1,0 +1,251 @@
+//! Posts, stored in DynamoDB (the source of truth).
+//!
+//! Table `Posts`, key `id` (S). Published posts also carry `feed = "published"`, which puts them
+//! in the sparse GSI `byFeed` (partition `feed`, sort `createdAt`): the newest-first list is a
+//! Query on that index, never a Scan. Unpublished posts are simply absent from it.
+//! `version` (N) increments on every write and guards concurrent updates.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
+
+pub const FEED_INDEX: &str = "byFeed";
+const FEED_PUBLISHED: &str = "published";
+
+/// A post id: 1 to 64 of `A-Z a-z 0-9 - _`. Anything else (slashes, dots, percent escapes,
+/// unicode) is refused before it reaches a cache key or a database call.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PostId(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a post id is 1 to 64 characters of A-Z, a-z, 0-9, '-' and '_'")]
+pub struct InvalidPostId;
+
+impl PostId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidPostId> {
+        let ok =
+            (1..=64).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok { Ok(Self(raw.to_owned())) } else { Err(InvalidPostId) }
+    }
+
+    /// A new, time-ordered id (UUIDv7, simple form) for posts created through the API.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().simple().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PostId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Post {
+    pub id: PostId,
+    pub title: String,
+    pub body: String,
+    pub author_id: String,
+    pub published: bool,
+    /// RFC 3339, UTC, fixed width (so it sorts as text in the index).
+    pub created_at: String,
+    pub updated_at: String,
+    pub version: u64,
+}
+
+/// One page of the newest-first list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PostPage {
+    pub items: Vec<Post>,
+    pub page: u32,
+    pub limit: u32,
+    pub has_more: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PostsError {
+    #[error("dynamodb: {0}")]
+    Store(String),
+    #[error("stored item is malformed: {0}")]
+    Malformed(String),
+}
+
+fn store_err<E: std::fmt::Display>(e: E) -> PostsError {
+    PostsError::Store(e.to_string())
+}
+
+/// Fixed-width RFC 3339 (`2026-01-02T03:04:05.123Z`), so text order is time order.
+pub fn timestamp_now() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    now.format(&fmt).unwrap_or_default()
+}
+
+#[derive(Clone, Debug)]
+pub struct PostsRepo {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl PostsRepo {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub async fn get(&self, id: &PostId) -> Result<Option<Post>, PostsError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(id.0.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_err(e.into_service_error()))?;
+        out.item.map(|item| from_item(&item)).transpose()
+    }
+
+    /// Published posts, newest first. Page numbers are 1-based; DynamoDB has no offsets, so the
+    /// pages before the requested one are read and skipped (callers bound `page * limit`).
+    pub async fn list_published(&self, page: u32, limit: u32) -> Result<PostPage, PostsError> {
+        let skip = (page.saturating_sub(1) as usize) * limit as usize;
+        let want = skip + limit as usize + 1; // one extra tells whether there is a next page
+        let mut items = Vec::with_capacity(want.min(1000));
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(FEED_INDEX)
+                .key_condition_expression("feed = :f")
+                .expression_attribute_values(":f", AttributeValue::S(FEED_PUBLISHED.into()))
+                .scan_index_forward(false)
+                .limit(((want - items.len()).min(1000)) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_err(e.into_service_error()))?;
+            for item in out.items() {
+                items.push(from_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if items.len() < want && !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        let has_more = items.len() > skip + limit as usize;
+        let items = items.into_iter().skip(skip).take(limit as usize).collect();
+        Ok(PostPage { items, page, limit, has_more })
+    }
+
+    /// Writes a post as given, unconditionally (seeding and tests).
+    pub async fn put(&self, post: &Post) -> Result<(), PostsError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(post)))
+            .send()
+            .await
+            .map_err(|e| store_err(e.into_service_error()))?;
+        Ok(())
+    }
+}
+
+pub(crate) fn to_item(post: &Post) -> HashMap<String, AttributeValue> {
+    let mut item = HashMap::from([
+        ("id".to_owned(), AttributeValue::S(post.id.0.clone())),
+        ("title".to_owned(), AttributeValue::S(post.title.clone())),
+        ("body".to_owned(), AttributeValue::S(post.body.clone())),
+        ("authorId".to_owned(), AttributeValue::S(post.author_id.clone())),
+        ("published".to_owned(), AttributeValue::Bool(post.published)),
+        ("createdAt".to_owned(), AttributeValue::S(post.created_at.clone())),
+        ("updatedAt".to_owned(), AttributeValue::S(post.updated_at.clone())),
+        ("version".to_owned(), AttributeValue::N(post.version.to_string())),
+    ]);
+    if post.published {
+        item.insert("feed".to_owned(), AttributeValue::S(FEED_PUBLISHED.into()));
+    }
+    item
+}
+
+pub(crate) fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Post, PostsError> {
+    let s = |name: &str| -> Result<String, PostsError> {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .ok_or_else(|| PostsError::Malformed(format!("missing string attribute {name}")))
+    };
+    let id = PostId::parse(&s("id")?).map_err(|e| PostsError::Malformed(e.to_string()))?;
+    let published = item.get("published").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
+    let version = item
+        .get("version")
+        .and_then(|v| v.as_n().ok())
+        .map(|n| n.parse::<u64>())
+        .transpose()
+        .map_err(|e| PostsError::Malformed(format!("version: {e}")))?
+        .unwrap_or(1);
+    Ok(Post {
+        id,
+        title: s("title")?,
+        body: s("body")?,
+        author_id: s("authorId")?,
+        published,
+        created_at: s("createdAt")?,
+        updated_at: s("updatedAt")?,
+        version,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked() {
+        for ok in ["1", "abc-DEF_09", &"a".repeat(64)] {
+            assert!(PostId::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "../etc", "a/b", "%2e", "é", "a b", "1\n", &"a".repeat(65)] {
+            assert_eq!(PostId::parse(bad), Err(InvalidPostId), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn items_round_trip_and_only_published_posts_enter_the_feed() {
+        let mut post = Post {
+            id: PostId::parse("7").unwrap(),
+            title: "t".into(),
+            body: "b".into(),
+            author_id: "u1".into(),
+            published: false,
+            created_at: timestamp_now(),
+            updated_at: timestamp_now(),
+            version: 3,
+        };
+        let item = to_item(&post);
+        assert!(!item.contains_key("feed"));
+        assert_eq!(from_item(&item).unwrap(), post);
+        post.published = true;
+        assert_eq!(to_item(&post)["feed"], AttributeValue::S("published".into()));
+    }
+
+    #[test]
+    fn timestamps_are_fixed_width() {
+        let t = timestamp_now();
+        assert_eq!(t.len(), 24, "{t}");
+        assert!(t.ends_with('Z'));
+    }
+}

@@ -1,0 +1,142 @@
+//! Test support that starts *real* services: `redis-server` processes on free loopback ports
+//! (stopped by PID on drop), moto's server (shared per test run: `make test` starts one and sets
+//! `AWS_ENDPOINT_URL`; without it, one is started for this process), and the tables, queues and
+//! buckets of `template.yaml`, created under a unique prefix per test by `scripts/provision.py`.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use shared::clients::AwsClients;
+
+pub mod redis_server;
+pub use redis_server::{RedisCluster, RedisServer};
+
+/// The workspace root (where template.yaml and .venv live).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+fn venv_bin(name: &str) -> PathBuf {
+    workspace_root().join(".venv/bin").join(name)
+}
+
+/// Waits until something accepts TCP connections on `port`, or panics after `limit`.
+pub fn wait_for_port(port: u16, limit: Duration) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < limit, "nothing listening on 127.0.0.1:{port} after {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct OwnMoto {
+    _child: Child,
+    endpoint: String,
+}
+
+static MOTO: OnceLock<OwnMoto> = OnceLock::new();
+
+/// The local AWS endpoint: `AWS_ENDPOINT_URL` when set (make test), else a moto server started
+/// for this process (left to die with it: a static is never dropped).
+pub fn aws_endpoint() -> String {
+    if let Ok(url) = std::env::var("AWS_ENDPOINT_URL") {
+        return url;
+    }
+    MOTO.get_or_init(|| {
+        let port = free_port();
+        let child = Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server (run scripts/bootstrap.sh first)");
+        wait_for_port(port, Duration::from_secs(30));
+        OwnMoto { _child: child, endpoint: format!("http://127.0.0.1:{port}") }
+    })
+    .endpoint
+    .clone()
+}
+
+/// AWS clients pointed at the local endpoint with dummy credentials.
+pub async fn aws_clients() -> AwsClients {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(aws_endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new("test", "test", None, None, "testkit"))
+        .load()
+        .await;
+    AwsClients::new(&sdk, true)
+}
+
+/// What `scripts/provision.py` created: resources by logical id, and each function's environment.
+#[derive(Clone, Debug)]
+pub struct Provisioned {
+    pub resources: HashMap<String, HashMap<String, String>>,
+    pub functions: HashMap<String, HashMap<String, String>>,
+}
+
+impl Provisioned {
+    /// The physical name of a resource (for example `PostsTable`).
+    pub fn name(&self, logical: &str) -> String {
+        self.resources[logical]["name"].clone()
+    }
+
+    /// A function's environment as the template declares it, resolved to local resources.
+    pub fn env(&self, binary: &str) -> HashMap<String, String> {
+        self.functions.get(binary).cloned().unwrap_or_default()
+    }
+}
+
+/// Creates every resource of template.yaml under a fresh prefix. `overrides` set function
+/// variables to local values (REDIS_URL, ALLOWED_ORIGINS, ...).
+pub fn provision(overrides: &[(&str, &str)]) -> Provisioned {
+    let prefix = format!("t{}-", &uuid_like()[..12]);
+    let mut cmd = Command::new(venv_bin("python"));
+    cmd.arg(workspace_root().join("scripts/provision.py"))
+        .args(["--template", workspace_root().join("template.yaml").to_str().expect("utf-8 path")])
+        .args(["--endpoint", &aws_endpoint(), "--prefix", &prefix]);
+    for (k, v) in overrides {
+        cmd.arg("--set").arg(format!("{k}={v}"));
+    }
+    let out = cmd.stderr(Stdio::inherit()).output().expect("run provision.py");
+    assert!(out.status.success(), "provision.py failed");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("provision.py prints JSON");
+    let to_map = |v: &serde_json::Value| -> HashMap<String, HashMap<String, String>> {
+        v.as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, inner)| {
+                let m = inner
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(ik, iv)| iv.as_str().map(|s| (ik.clone(), s.to_owned())))
+                    .collect();
+                (k.clone(), m)
+            })
+            .collect()
+    };
+    Provisioned { resources: to_map(&v["resources"]), functions: to_map(&v["functions"]) }
+}
+
+fn uuid_like() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u32(std::process::id());
+    format!("{:016x}{:016x}", h.finish(), std::collections::hash_map::RandomState::new().build_hasher().finish())
+}
+
+/// An `EnvReader` over a map, for building a function's settings in a test.
+pub fn env_reader(vars: HashMap<String, String>) -> shared::config::EnvReader<'static> {
+    shared::config::EnvReader::from_fn(move |k| vars.get(k).cloned())
+}
