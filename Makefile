@@ -1,0 +1,19 @@
+# The two commands: `make dev` runs the whole bundle locally, `make test` runs every test.
+# Both install what is missing on a fresh Debian machine (scripts/bootstrap.sh).
+SHELL := /bin/bash
+.PHONY: dev down test bench build lint fmt
+
+dev:
+	scripts/dev.sh
+
+down:
+	scripts/stack.sh down .dev
+
+test:
+	scripts/test.sh
+
+bench:
+	scripts/bench.sh
+
+fmt:
+	cargo fmt --all

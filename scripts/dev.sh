@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `make dev`: install what is missing, start the local stack, seed demo data, and serve every
+# function through `cargo lambda watch` (its router maps the HTTP contract, like API Gateway).
+# Leaves everything running; `make down` stops it. All listeners are on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEV=.dev
+export PATH="$PWD/.venv/bin:$PATH"
+
+scripts/bootstrap.sh
+scripts/stack.sh down "$DEV"
+scripts/stack.sh up "$DEV"
+
+set -a; . "$DEV/env"; set +a
+cargo build -q -p ops
+target/debug/ops seed >/dev/null
+
+API_PORT=${API_PORT:-9000}
+# --disable-cors: the functions answer CORS themselves, exactly as they do behind API Gateway.
+nohup cargo lambda watch -A 127.0.0.1 -P "$API_PORT" --disable-cors --env-file "$DEV/env" \
+  >"$DEV/watch.log" 2>&1 &
+echo $! >>"$DEV/pids"
+
+{
+  echo "API_URL=http://127.0.0.1:$API_PORT"
+} >>"$DEV/env"
+
+# Wait for the router, then compile posts-read once so the first request is not a cold build.
+for _ in $(seq 1 600); do
+  curl -s -o /dev/null "http://127.0.0.1:$API_PORT/posts/1" && break
+  sleep 0.5
+done
+
+echo "local stack is up (stop it with: make down)"
+grep -v '^#' "$DEV/env" | grep -E 'URL|_TABLE|_BUCKET|_QUEUE|SECRET|ORIGINS' | sed 's/^/  /'
+echo "  try: curl -i \$API_URL/posts/1   (values in $DEV/env)"

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The local stack without Docker: redis-server and moto's server on free loopback ports, the
+# template's resources provisioned into moto, and a dotenv file describing it all.
+#
+#   scripts/stack.sh up DIR [PREFIX]   start both servers, provision, write DIR/env and DIR/functions.json
+#   scripts/stack.sh down DIR          stop what `up` started (by the PIDs it recorded)
+#
+# Everything binds to 127.0.0.1. PIDs go to DIR/pids; logs to DIR/*.log.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV=$ROOT/.venv
+
+free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_port() { # port, seconds
+  for _ in $(seq 1 $(( $2 * 20 ))); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "stack: nothing listening on 127.0.0.1:$1" >&2; return 1
+}
+
+up() {
+  local dir=$1 prefix=${2:-}
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  if [ -f "$dir/pids" ]; then down "$dir"; fi
+  local redis_port moto_port
+  redis_port=$(free_port); moto_port=$(free_port)
+
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
+    >"$dir/redis.log" 2>&1 &
+  echo $! >>"$dir/pids"
+  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$dir/moto.log" 2>&1 &
+  echo $! >>"$dir/pids"
+  wait_port "$redis_port" 10
+  wait_port "$moto_port" 60
+
+  local endpoint="http://127.0.0.1:$moto_port" redis_url="redis://127.0.0.1:$redis_port"
+  local origins=${ALLOWED_ORIGINS:-http://127.0.0.1:5173,http://localhost:5173}
+  "$VENV/bin/python" scripts/provision.py --endpoint "$endpoint" --prefix "$prefix" \
+    --param "AllowedOrigins=$origins" \
+    --set "REDIS_URL=$redis_url" --set REDIS_CLUSTER=false --set "ALLOWED_ORIGINS=$origins" \
+    --set S3_FORCE_PATH_STYLE=true \
+    >"$dir/functions.json"
+
+  # One dotenv file: the stack's endpoints plus the union of every function's variables
+  # (each function reads only its own).
+  {
+    echo "# written by scripts/stack.sh; local dev values only"
+    echo "AWS_ENDPOINT_URL=$endpoint"
+    echo "AWS_REGION=us-east-1"
+    echo "AWS_DEFAULT_REGION=us-east-1"
+    echo "AWS_ACCESS_KEY_ID=test"
+    echo "AWS_SECRET_ACCESS_KEY=test"
+    echo "REDIS_PORT=$redis_port"
+    "$VENV/bin/python" - "$dir/functions.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+merged = {}
+for env in doc["functions"].values():
+    merged.update(env)
+for key in sorted(merged):
+    print(f"{key}={merged[key]}")
+PY
+  } >"$dir/env"
+}
+
+down() {
+  local dir=$1
+  [ -f "$dir/pids" ] || return 0
+  while read -r pid; do
+    [ -n "$pid" ] || continue
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done <"$dir/pids"
+  rm -f "$dir/pids"
+}
+
+case "${1:-}" in
+  up) up "${2:?dir}" "${3:-}" ;;
+  down) down "${2:?dir}" ;;
+  *) echo "usage: $0 up DIR [PREFIX] | down DIR" >&2; exit 2 ;;
+esac

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# `make test`: every check, against real services this script starts itself on free ports.
+#   formatting, clippy -D warnings, unit + integration tests (real redis-server processes started
+#   by the tests, one moto server for the run), template lints, and every events/ file invoked
+#   through the real function binaries under a local Lambda Runtime API.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export PATH="$ROOT/.venv/bin:$PATH"
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+
+scripts/bootstrap.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+STACK=$(mktemp -d /tmp/bundle-test-stack.XXXXXX)
+cleanup() { scripts/stack.sh down "$STACK"; rm -rf "$STACK"; }
+trap cleanup EXIT
+echo "== local stack (redis-server + moto on free loopback ports)"
+scripts/stack.sh up "$STACK" "events-"
+set -a; . "$STACK/env"; set +a
+# Tests provision their own resources (unique prefixes) on this moto and start their own Redis.
+export AWS_ENDPOINT_URL
+
+echo "== unit and integration tests"
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+
+echo "== template lints"
+sam validate --lint --template template.yaml --region us-east-1
+cfn-lint template.yaml
+
+echo "== events/ through the real binaries (local Lambda Runtime API)"
+cargo build --workspace --bins --locked -q
+"$TARGET/debug/ops" seed >/dev/null
+"$TARGET/debug/lambda-harness" check --manifest events/manifest.json --bin-dir "$TARGET/debug" --env-file "$STACK/env"
