@@ -357,3 +357,96 @@ pub fn int_param(
         }
     }
 }
+
+// ---- authentication ---------------------------------------------------------------------------
+
+/// 401 with the `WWW-Authenticate` challenge of RFC 6750.
+pub fn unauthorized(error: &'static str, detail: &'static str) -> Problem {
+    let challenge = format!(r#"Bearer realm="api", error="{error}""#);
+    Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
+        .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer")))
+}
+
+/// The claims of a valid `Authorization: Bearer <access token>`, or a 401 problem.
+pub fn authenticate(
+    tokens: &crate::tokens::AccessTokens,
+    req: &Request,
+) -> Result<crate::tokens::AccessClaims, Problem> {
+    let raw = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("invalid_request", "an Authorization: Bearer access token is required"))?;
+    let token = raw
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unauthorized("invalid_request", "the Authorization header must be 'Bearer <token>'"))?;
+    tokens.verify(token).map_err(|e| match e {
+        crate::tokens::AccessTokenError::Expired => unauthorized("invalid_token", "the access token has expired"),
+        _ => unauthorized("invalid_token", "the access token is invalid"),
+    })
+}
+
+// ---- cookies ----------------------------------------------------------------------------------
+
+/// The value of cookie `name` from the `Cookie` header(s). API Gateway payload 2.0 moves cookies
+/// to a `cookies` array, which lambda_http joins back into a `Cookie` header.
+pub fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// A `Set-Cookie` for an HttpOnly, Secure, SameSite=Strict cookie scoped to `path`.
+/// `max_age_secs = 0` clears it. `value` must be cookie-safe (base64url and dots are).
+pub fn set_cookie(response: &mut Response<Body>, name: &str, value: &str, path: &str, max_age_secs: u64) {
+    let text = format!("{name}={value}; Path={path}; Max-Age={max_age_secs}; HttpOnly; Secure; SameSite=Strict");
+    if let Ok(v) = HeaderValue::from_str(&text) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+// ---- JSON request bodies ----------------------------------------------------------------------
+
+/// The raw body bytes, decoded from base64 by lambda_http when `isBase64Encoded` is set.
+pub fn body_bytes(req: &Request) -> &[u8] {
+    match req.body() {
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b.as_slice(),
+        _ => &[],
+    }
+}
+
+/// Parses a JSON body into `T`: 415 when the content type is not JSON, 413 over `max_bytes`,
+/// 400 for malformed JSON or a shape `T` refuses (unknown fields, wrong types), with the reason.
+pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request, max_bytes: usize) -> Result<T, Problem> {
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if mime != "application/json" {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send the body as application/json",
+        ));
+    }
+    let bytes = body_bytes(req);
+    if bytes.len() > max_bytes {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "Request body too large",
+            format!("the body is {} bytes; the limit is {max_bytes}", bytes.len()),
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        Problem::bad_request("invalid-body", "Invalid request body", format!("the body is not valid: {e}"))
+    })
+}

@@ -8,3 +8,4 @@ pub mod clients;
 pub mod config;
 pub mod posts;
 pub mod telemetry;
+pub mod tokens;
