@@ -124,12 +124,13 @@ impl AccessTokens {
         if token.len() > 2048 {
             return Err(AccessTokenError::Invalid);
         }
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).map_err(|e| {
-            match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AccessTokenError::Expired,
-                _ => AccessTokenError::Invalid,
-            }
-        })?;
+        let data =
+            jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).map_err(|e| {
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => AccessTokenError::Expired,
+                    _ => AccessTokenError::Invalid,
+                }
+            })?;
         // An `iat` in the future (beyond leeway) means a clock or a forgery problem.
         if data.claims.iat > now_secs() + LEEWAY_SECS {
             return Err(AccessTokenError::Invalid);

@@ -16,7 +16,8 @@ pub struct InvalidUserId;
 
 impl UserId {
     pub fn parse(raw: &str) -> Result<Self, InvalidUserId> {
-        let ok = (1..=64).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let ok =
+            (1..=64).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if ok { Ok(Self(raw.to_owned())) } else { Err(InvalidUserId) }
     }
 

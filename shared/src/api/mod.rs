@@ -11,6 +11,8 @@ use serde::Serialize;
 
 use crate::config::EnvReader;
 
+mod posts_errors;
+
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An RFC 9457 problem. `kind` becomes the `type` member as `/problems/{kind}`.
@@ -296,24 +298,6 @@ mod tests {
     }
 }
 
-// ---- mapping of the lower layers' errors ----------------------------------------------------
-
-impl From<crate::posts::InvalidPostId> for Problem {
-    fn from(e: crate::posts::InvalidPostId) -> Self {
-        Problem::bad_request("invalid-id", "Invalid post id", e.to_string())
-    }
-}
-
-impl From<crate::posts::PostsError> for Problem {
-    fn from(e: crate::posts::PostsError) -> Self {
-        tracing::error!(error = %e, "posts store failed");
-        match e {
-            crate::posts::PostsError::Store(_) => Problem::unavailable("the posts store did not answer; retry shortly"),
-            crate::posts::PostsError::Malformed(_) => Problem::internal(),
-        }
-    }
-}
-
 /// Query parameters of a request, decoded from the URI (API Gateway puts the raw query string
 /// there). A parameter given twice is an error rather than a silent pick.
 pub fn query_param<'a>(req: &'a Request, name: &'static str) -> Result<Option<&'a str>, Problem> {
@@ -363,8 +347,10 @@ pub fn int_param(
 /// 401 with the `WWW-Authenticate` challenge of RFC 6750.
 pub fn unauthorized(error: &'static str, detail: &'static str) -> Problem {
     let challenge = format!(r#"Bearer realm="api", error="{error}""#);
-    Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
-        .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer")))
+    Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail).with_header(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer")),
+    )
 }
 
 /// The claims of a valid `Authorization: Bearer <access token>`, or a 401 problem.
