@@ -1,18 +1,33 @@
-//! Cache-aside over Redis: get-or-load with TTL (±10 % jitter), invalidation.
+//! Cache-aside over Redis: get-or-load with TTL (±10 % jitter), a stampede guard, and fills that
+//! can never put an older version over a newer write.
 //!
 //! The cache is an optimisation, never a dependency: every Redis failure is logged at `warn` and
 //! treated as a miss, so callers answer from the source of truth with at most the Redis client's
 //! bounded timeouts added (see `clients::redis`).
+//!
+//! Entries are stored as `"<version>|<json>"`. How the stale-fill race is closed: a writer does
+//! not DEL the key after its write, it leaves a *tombstone* `"<new version>|"` (see
+//! [`Cache::invalidate_versioned`]). A fill is one script that refuses to write a version lower
+//! than what is there (value or tombstone), so a slow reader that loaded version N before the
+//! write cannot put N back after the write of N+1: it finds the tombstone N+1 and gives up.
+//! A tombstone reads as a miss; the first fill of the current version replaces it.
+//!
+//! Stampede guard: on a miss, one caller takes a lock `{key}:lock` (`SET NX PX` with a random
+//! token; the hash tag keeps it in the key's cluster slot) and loads; the fill script also
+//! releases the lock by compare-and-delete. The others poll the key for a bounded time
+//! (`fill_wait`) and fall back to the source of truth when it runs out.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
+use redis::Script;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::clients::{RedisStore, Retry};
+use crate::config::EnvReader;
 
 /// Whether a value came from the cache; sent to clients as `x-cache: hit|miss`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,85 +55,225 @@ pub fn jittered(ttl: Duration) -> Duration {
     Duration::from_millis(rand::rng().random_range(ms - spread..=ms + spread))
 }
 
-#[derive(Clone, Debug)]
+/// Read, and take the fill lock on a miss. Returns {1, entry} on a hit, {2} when this caller now
+/// holds the lock, {0} when another caller holds it.
+const READ_OR_LOCK: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, -1) ~= '|' then return {1, v} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
+return {0}
+";
+
+/// Fill unless a newer version (or the same version's value) is there; release our lock.
+const FILL: &str = r"
+local cur = redis.call('GET', KEYS[1])
+local ok = true
+if cur then
+  local sep = string.find(cur, '|', 1, true)
+  local cv = sep and tonumber(string.sub(cur, 1, sep - 1)) or 0
+  local tomb = sep == #cur
+  local v = tonumber(ARGV[1])
+  if cv > v or (cv == v and not tomb) then ok = false end
+end
+if ok then redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[3]) end
+if ARGV[4] ~= '' and redis.call('GET', KEYS[2]) == ARGV[4] then redis.call('DEL', KEYS[2]) end
+if ok then return 1 else return 0 end
+";
+
+/// Compare-and-delete of the fill lock (after a failed load).
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// Leave a tombstone of `version` unless something newer is already there.
+const INVALIDATE: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local sep = string.find(cur, '|', 1, true)
+  local cv = sep and tonumber(string.sub(cur, 1, sep - 1)) or 0
+  if cv > tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. '|', 'PX', ARGV[2])
+return 1
+";
+
+/// Settings: `CACHE_FILL_WAIT_MS` (how long a caller waits for another's fill) and
+/// `CACHE_LOCK_TTL_MS` (how long a crashed loader can hold the lock).
+#[derive(Clone, Copy, Debug)]
+pub struct CacheSettings {
+    pub fill_wait: Duration,
+    pub lock_ttl: Duration,
+    pub poll_every: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            fill_wait: Duration::from_millis(1000),
+            lock_ttl: Duration::from_millis(3000),
+            poll_every: Duration::from_millis(20),
+        }
+    }
+}
+
+impl CacheSettings {
+    pub fn from_env(env: &mut EnvReader<'_>) -> Self {
+        let d = Self::default();
+        Self {
+            fill_wait: env.millis("CACHE_FILL_WAIT_MS", d.fill_wait.as_millis() as u64, 0..=10_000),
+            lock_ttl: env.millis("CACHE_LOCK_TTL_MS", d.lock_ttl.as_millis() as u64, 100..=60_000),
+            poll_every: d.poll_every,
+        }
+    }
+}
+
+struct Scripts {
+    read_or_lock: Script,
+    fill: Script,
+    release: Script,
+    invalidate: Script,
+}
+
+#[derive(Clone)]
 pub struct Cache {
     redis: Arc<RedisStore>,
+    settings: CacheSettings,
+    scripts: Arc<Scripts>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").field("redis", &self.redis).field("settings", &self.settings).finish()
+    }
+}
+
+enum Read {
+    Hit(String),
+    Locked,
+    Busy,
+}
+
+fn lock_key(key: &str) -> String {
+    format!("{{{key}}}:lock")
+}
+
+/// Splits `"<version>|<json>"`; `None` for anything else.
+fn payload(entry: &str) -> Option<&str> {
+    let (version, json) = entry.split_once('|')?;
+    version.parse::<u64>().ok()?;
+    (!json.is_empty()).then_some(json)
 }
 
 impl Cache {
-    pub fn new(redis: Arc<RedisStore>) -> Self {
-        Self { redis }
+    pub fn new(redis: Arc<RedisStore>, settings: CacheSettings) -> Self {
+        let scripts = Scripts {
+            read_or_lock: Script::new(READ_OR_LOCK),
+            fill: Script::new(FILL),
+            release: Script::new(RELEASE),
+            invalidate: Script::new(INVALIDATE),
+        };
+        Self { redis, settings, scripts: Arc::new(scripts) }
     }
 
     pub fn redis(&self) -> &Arc<RedisStore> {
         &self.redis
     }
 
-    /// The cached value, or `None` on a miss, an undecodable entry or an unavailable cache.
-    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        let raw: Option<String> = match self.redis.query(Retry::Idempotent, redis::cmd("GET").arg(key)).await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(key, error = %e, "cache read failed; reading the source of truth");
-                return None;
+    async fn read_or_lock(&self, key: &str, lock: &str, token: &str) -> Result<Read, crate::clients::RedisStoreError> {
+        let ttl_ms = self.settings.lock_ttl.as_millis() as u64;
+        let reply: Vec<redis::Value> = self
+            .redis
+            .run(Retry::Idempotent, |mut conn| async move {
+                self.scripts.read_or_lock.key(key).key(lock).arg(token).arg(ttl_ms).invoke_async(&mut conn).await
+            })
+            .await?;
+        let code = reply.first().and_then(|v| redis::from_redis_value_ref::<i64>(v).ok()).unwrap_or(0);
+        Ok(match code {
+            1 => {
+                Read::Hit(reply.get(1).and_then(|v| redis::from_redis_value_ref::<String>(v).ok()).unwrap_or_default())
             }
-        };
-        let raw = raw?;
-        match serde_json::from_str(&raw) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                // An entry written by an older version of the code: drop it and reload.
-                tracing::warn!(key, error = %e, "cache entry undecodable; treating as a miss");
-                None
-            }
-        }
+            2 => Read::Locked,
+            _ => Read::Busy,
+        })
     }
 
-    /// Stores `value` under `key` for `ttl` (jittered). Failures are logged, not returned.
-    pub async fn put<T: Serialize>(&self, key: &str, value: &T, ttl: Duration) {
-        let Ok(text) = serde_json::to_string(value) else { return };
-        let ttl_ms = jittered(ttl).as_millis() as u64;
-        let result: Result<(), _> =
-            self.redis.query(Retry::Idempotent, redis::cmd("SET").arg(key).arg(text).arg("PX").arg(ttl_ms)).await;
-        if let Err(e) = result {
-            tracing::warn!(key, error = %e, "cache write failed");
-        }
-    }
-
-    /// Removes keys (one DEL each, so the keys need not share a cluster slot).
-    pub async fn invalidate(&self, keys: &[&str]) {
-        for key in keys {
-            let result: Result<(), _> = self.redis.query(Retry::Idempotent, redis::cmd("DEL").arg(*key)).await;
-            if let Err(e) = result {
-                tracing::warn!(key, error = %e, "cache invalidation failed");
-            }
-        }
-    }
-
-    /// Cache-aside: the cached value, else `load()`, stored for `ttl` when it is `Some`.
-    /// `None` from the loader (not found) is not cached.
-    pub async fn get_or_load<T, E, F, Fut>(
+    /// Writes `value` at `version` unless something newer is there, and releases `lock_token`.
+    pub async fn fill<T: Serialize>(
         &self,
         key: &str,
+        version: u64,
+        value: &T,
         ttl: Duration,
-        load: F,
-    ) -> Result<(Option<T>, CacheStatus), E>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<T>, E>>,
-    {
-        if let Some(v) = self.get(key).await {
-            return Ok((Some(v), CacheStatus::Hit));
+        lock_token: &str,
+    ) -> bool {
+        let Ok(json) = serde_json::to_string(value) else { return false };
+        let ttl_ms = jittered(ttl).as_millis() as u64;
+        let lock = lock_key(key);
+        let result: Result<i64, _> = self
+            .redis
+            .run(Retry::Idempotent, |mut conn| {
+                let (lock, json) = (&lock, &json);
+                async move {
+                    self.scripts
+                        .fill
+                        .key(key)
+                        .key(lock)
+                        .arg(version)
+                        .arg(json)
+                        .arg(ttl_ms)
+                        .arg(lock_token)
+                        .invoke_async(&mut conn)
+                        .await
+                }
+            })
+            .await;
+        match result {
+            Ok(n) => n == 1,
+            Err(e) => {
+                tracing::warn!(key, error = %e, "cache fill failed");
+                false
+            }
         }
-        let loaded = load().await?;
-        if let Some(v) = &loaded {
-            self.put(key, v, ttl).await;
-        }
-        Ok((loaded, CacheStatus::Miss))
     }
 
-    /// An integer counter (list generations); `0` when absent or when the cache is unavailable.
+    async fn release(&self, key: &str, token: &str) {
+        let lock = lock_key(key);
+        let result: Result<i64, _> = self
+            .redis
+            .run(Retry::Idempotent, |mut conn| {
+                let lock = &lock;
+                async move { self.scripts.release.key(lock).arg(token).invoke_async(&mut conn).await }
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(key, error = %e, "cache lock release failed; it expires on its own");
+        }
+    }
+
+    /// After a write of `version`: readers miss from now on, and no fill of an older version
+    /// can land (the tombstone lives as long as an entry would).
+    pub async fn invalidate_versioned(&self, key: &str, version: u64, ttl: Duration) {
+        let ttl_ms = ttl.as_millis() as u64;
+        let result: Result<i64, _> = self
+            .redis
+            .run(Retry::Idempotent, |mut conn| async move {
+                self.scripts.invalidate.key(key).arg(version).arg(ttl_ms).invoke_async(&mut conn).await
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(key, version, error = %e, "cache invalidation failed; the entry may be stale until its TTL");
+        }
+    }
+
+    /// Increments a counter (list generations); failures are logged.
+    pub async fn bump(&self, key: &str) {
+        if let Err(e) = self.redis.query::<i64>(Retry::Idempotent, redis::cmd("INCR").arg(key)).await {
+            tracing::error!(key, error = %e, "generation bump failed; cached lists may be stale until their TTL");
+        }
+    }
+
+    /// An integer counter (list generations); `0` when absent, `None` when the cache is down.
     pub async fn counter(&self, key: &str) -> Option<u64> {
         match self.redis.query::<Option<u64>>(Retry::Idempotent, redis::cmd("GET").arg(key)).await {
             Ok(v) => Some(v.unwrap_or(0)),
@@ -127,6 +282,59 @@ impl Cache {
                 None
             }
         }
+    }
+
+    /// Cache-aside with the stampede guard. `load` reads the source of truth (`None`: not
+    /// found, cached too so that misses on absent keys do not all reach the database);
+    /// `version_of` gives the version a loaded value is filled at.
+    pub async fn get_or_load<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        version_of: fn(&Option<T>) -> u64,
+        load: F,
+    ) -> Result<(Option<T>, CacheStatus), E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+    {
+        let lock = lock_key(key);
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let deadline = Instant::now() + self.settings.fill_wait;
+        let mut holds_lock = false;
+        loop {
+            match self.read_or_lock(key, &lock, &token).await {
+                Ok(Read::Hit(entry)) => match payload(&entry).map(serde_json::from_str::<Option<T>>) {
+                    Some(Ok(v)) => return Ok((v, CacheStatus::Hit)),
+                    // An entry written by another version of the code: reload and overwrite.
+                    _ => tracing::warn!(key, "cache entry undecodable; treating as a miss"),
+                },
+                Ok(Read::Locked) => holds_lock = true,
+                Ok(Read::Busy) if Instant::now() < deadline => {
+                    tokio::time::sleep(self.settings.poll_every).await;
+                    continue;
+                }
+                Ok(Read::Busy) => tracing::info!(key, "waited for another fill too long; reading the source"),
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "cache unavailable; reading the source of truth");
+                    return load().await.map(|v| (v, CacheStatus::Miss));
+                }
+            }
+            break;
+        }
+        let loaded = match load().await {
+            Ok(v) => v,
+            Err(e) => {
+                if holds_lock {
+                    self.release(key, &token).await;
+                }
+                return Err(e);
+            }
+        };
+        let version = version_of(&loaded);
+        self.fill(key, version, &loaded, ttl, if holds_lock { &token } else { "" }).await;
+        Ok((loaded, CacheStatus::Miss))
     }
 }
 
@@ -141,5 +349,14 @@ mod tests {
             let j = jittered(ttl);
             assert!(j >= Duration::from_secs(270) && j <= Duration::from_secs(330), "{j:?}");
         }
+    }
+
+    #[test]
+    fn entries_split_into_version_and_payload() {
+        assert_eq!(payload("3|{\"a\":1}"), Some("{\"a\":1}"));
+        assert_eq!(payload("3|"), None, "a tombstone has no payload");
+        assert_eq!(payload("x|{}"), None);
+        assert_eq!(payload("{}"), None);
+        assert_eq!(lock_key("post:1"), "{post:1}:lock");
     }
 }

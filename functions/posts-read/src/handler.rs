@@ -28,7 +28,10 @@ impl State {
     pub fn new(settings: &Settings, aws: &AwsClients) -> Result<Self, shared::clients::RedisStoreError> {
         let redis = Arc::new(RedisStore::new(settings.redis.clone())?);
         Ok(Self {
-            posts: CachedPosts::new(PostsRepo::new(aws.dynamodb.clone(), &settings.posts_table), Cache::new(redis)),
+            posts: CachedPosts::new(
+                PostsRepo::new(aws.dynamodb.clone(), &settings.posts_table),
+                Cache::new(redis, settings.cache),
+            ),
             cors: settings.cors.clone(),
         })
     }

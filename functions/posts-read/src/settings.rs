@@ -1,6 +1,7 @@
 //! posts-read configuration, from the environment.
 
 use shared::api::Cors;
+use shared::cache::CacheSettings;
 use shared::clients::RedisSettings;
 use shared::config::{ConfigError, EnvReader};
 
@@ -8,6 +9,7 @@ use shared::config::{ConfigError, EnvReader};
 pub struct Settings {
     pub posts_table: String,
     pub redis: RedisSettings,
+    pub cache: CacheSettings,
     pub cors: Cors,
 }
 
@@ -16,6 +18,7 @@ impl Settings {
         let settings = Settings {
             posts_table: env.required("POSTS_TABLE", "the DynamoDB posts table name"),
             redis: RedisSettings::from_env(&mut env),
+            cache: CacheSettings::from_env(&mut env),
             cors: Cors::from_env(&mut env, "GET,OPTIONS"),
         };
         env.finish(settings)
