@@ -59,8 +59,11 @@ impl fmt::Debug for Secret {
 
 /// Reads variables from a lookup function (the process environment in production, a map in tests)
 /// and collects problems instead of stopping at the first one.
+/// Where variables come from: the process environment, or a map in tests.
+type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
 pub struct EnvReader<'a> {
-    lookup: Box<dyn Fn(&str) -> Option<String> + 'a>,
+    lookup: Lookup<'a>,
     problems: Vec<Problem>,
 }
 

@@ -239,65 +239,6 @@ pub fn path_segments(req: &Request) -> Vec<&str> {
     req.uri().path().split('/').filter(|s| !s.is_empty()).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cors() -> Cors {
-        Cors {
-            allowed_origins: vec!["https://app.example.com".into()],
-            allowed_methods: "GET,OPTIONS",
-            allowed_headers: "content-type",
-            max_age_secs: 60,
-        }
-    }
-
-    fn preflight_from(origin: &str) -> Request {
-        http::Request::builder()
-            .method("OPTIONS")
-            .uri("/posts")
-            .header("origin", origin)
-            .header("access-control-request-method", "GET")
-            .body(Body::Empty)
-            .unwrap()
-    }
-
-    #[test]
-    fn problem_body_has_the_rfc_members() {
-        let r = Problem::bad_request("invalid-id", "Invalid post id", "id must be ...").to_response();
-        assert_eq!(r.status(), 400);
-        assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
-        let Body::Text(text) = r.body() else { panic!("text body") };
-        let v: serde_json::Value = serde_json::from_str(text).unwrap();
-        assert_eq!(v["type"], "/problems/invalid-id");
-        assert_eq!(v["title"], "Invalid post id");
-        assert_eq!(v["status"], 400);
-        assert_eq!(v["detail"], "id must be ...");
-    }
-
-    #[test]
-    fn preflight_allows_only_exact_origins() {
-        let ok = cors().preflight(&preflight_from("https://app.example.com")).unwrap();
-        assert_eq!(ok.status(), 204);
-        assert_eq!(ok.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example.com");
-        assert_eq!(ok.headers()[header::VARY], "Origin");
-
-        for other in ["https://evil.example.com", "https://app.example.com.evil.net", "null"] {
-            let no = cors().preflight(&preflight_from(other)).unwrap();
-            assert_eq!(no.status(), 403, "{other}");
-            assert!(!no.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN), "{other}");
-        }
-    }
-
-    #[test]
-    fn decorate_never_sends_a_wildcard() {
-        let mut r = empty(StatusCode::OK);
-        cors().decorate(Some("https://other.example"), &mut r);
-        assert!(!r.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
-        assert_eq!(r.headers()[header::VARY], "Origin");
-    }
-}
-
 /// Query parameters of a request, decoded from the URI (API Gateway puts the raw query string
 /// there). A parameter given twice is an error rather than a silent pick.
 pub fn query_param<'a>(req: &'a Request, name: &'static str) -> Result<Option<&'a str>, Problem> {
@@ -435,4 +376,63 @@ pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request, max_bytes: usize
     serde_json::from_slice(bytes).map_err(|e| {
         Problem::bad_request("invalid-body", "Invalid request body", format!("the body is not valid: {e}"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cors() -> Cors {
+        Cors {
+            allowed_origins: vec!["https://app.example.com".into()],
+            allowed_methods: "GET,OPTIONS",
+            allowed_headers: "content-type",
+            max_age_secs: 60,
+        }
+    }
+
+    fn preflight_from(origin: &str) -> Request {
+        http::Request::builder()
+            .method("OPTIONS")
+            .uri("/posts")
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .body(Body::Empty)
+            .unwrap()
+    }
+
+    #[test]
+    fn problem_body_has_the_rfc_members() {
+        let r = Problem::bad_request("invalid-id", "Invalid post id", "id must be ...").to_response();
+        assert_eq!(r.status(), 400);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let Body::Text(text) = r.body() else { panic!("text body") };
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(v["type"], "/problems/invalid-id");
+        assert_eq!(v["title"], "Invalid post id");
+        assert_eq!(v["status"], 400);
+        assert_eq!(v["detail"], "id must be ...");
+    }
+
+    #[test]
+    fn preflight_allows_only_exact_origins() {
+        let ok = cors().preflight(&preflight_from("https://app.example.com")).unwrap();
+        assert_eq!(ok.status(), 204);
+        assert_eq!(ok.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example.com");
+        assert_eq!(ok.headers()[header::VARY], "Origin");
+
+        for other in ["https://evil.example.com", "https://app.example.com.evil.net", "null"] {
+            let no = cors().preflight(&preflight_from(other)).unwrap();
+            assert_eq!(no.status(), 403, "{other}");
+            assert!(!no.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN), "{other}");
+        }
+    }
+
+    #[test]
+    fn decorate_never_sends_a_wildcard() {
+        let mut r = empty(StatusCode::OK);
+        cors().decorate(Some("https://other.example"), &mut r);
+        assert!(!r.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+        assert_eq!(r.headers()[header::VARY], "Origin");
+    }
 }
