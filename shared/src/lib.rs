@@ -6,6 +6,7 @@ pub mod cache;
 pub mod cached_posts;
 pub mod clients;
 pub mod config;
+pub mod post_writes;
 pub mod posts;
 pub mod telemetry;
 pub mod tokens;

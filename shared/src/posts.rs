@@ -9,7 +9,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::{Deserialize, Serialize};
 
 pub const FEED_INDEX: &str = "byFeed";
@@ -178,6 +181,109 @@ impl PostsRepo {
             .map_err(|e| store_err(e.into_service_error()))?;
         Ok(())
     }
+
+    /// Creates a post; fails with `Conflict` if the id exists.
+    pub async fn create(&self, post: &Post) -> Result<(), WriteError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(post)))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await
+            .map_err(|e| match e.into_service_error() {
+                PutItemError::ConditionalCheckFailedException(_) => WriteError::Conflict,
+                other => WriteError::Store(other.to_string()),
+            })?;
+        Ok(())
+    }
+
+    /// Applies `changes` if the stored post is still at `expected_version` and by `author`;
+    /// returns the new post (version + 1). A lost race is `Conflict`, never a silent overwrite.
+    pub async fn update(
+        &self,
+        id: &PostId,
+        author: &str,
+        expected_version: u64,
+        changes: &PostChanges,
+    ) -> Result<Post, WriteError> {
+        let mut sets = vec!["updatedAt = :now", "version = version + :one"];
+        let mut removes = Vec::new();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(id.0.clone()))
+            .condition_expression("attribute_exists(id) AND version = :expected AND authorId = :author")
+            .expression_attribute_values(":now", AttributeValue::S(timestamp_now()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
+            .expression_attribute_values(":author", AttributeValue::S(author.to_owned()))
+            .return_values(ReturnValue::AllNew);
+        if let Some(title) = &changes.title {
+            sets.push("title = :title");
+            request = request.expression_attribute_values(":title", AttributeValue::S(title.clone()));
+        }
+        if let Some(body) = &changes.body {
+            sets.push("body = :body");
+            request = request.expression_attribute_values(":body", AttributeValue::S(body.clone()));
+        }
+        if let Some(published) = changes.published {
+            sets.push("published = :published");
+            request = request.expression_attribute_values(":published", AttributeValue::Bool(published));
+            if published {
+                sets.push("feed = :feed");
+                request = request.expression_attribute_values(":feed", AttributeValue::S(FEED_PUBLISHED.into()));
+            } else {
+                removes.push("feed");
+            }
+        }
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        let out = request.update_expression(expression).send().await.map_err(|e| match e.into_service_error() {
+            UpdateItemError::ConditionalCheckFailedException(_) => WriteError::Conflict,
+            other => WriteError::Store(other.to_string()),
+        })?;
+        let item = out.attributes.ok_or_else(|| WriteError::Store("update returned no attributes".into()))?;
+        from_item(&item).map_err(|e| WriteError::Store(e.to_string()))
+    }
+
+    /// Deletes the post if it is still at `expected_version` and by `author`.
+    pub async fn delete(&self, id: &PostId, author: &str, expected_version: u64) -> Result<(), WriteError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(id.0.clone()))
+            .condition_expression("attribute_exists(id) AND version = :expected AND authorId = :author")
+            .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
+            .expression_attribute_values(":author", AttributeValue::S(author.to_owned()))
+            .send()
+            .await
+            .map_err(|e| match e.into_service_error() {
+                DeleteItemError::ConditionalCheckFailedException(_) => WriteError::Conflict,
+                other => WriteError::Store(other.to_string()),
+            })?;
+        Ok(())
+    }
+}
+
+/// The fields a PATCH may change; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PostChanges {
+    pub title: Option<String>,
+    pub body: Option<String>,
+    pub published: Option<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The condition failed: another write got there first (or the id exists, for a create).
+    #[error("the post changed concurrently")]
+    Conflict,
+    #[error("dynamodb: {0}")]
+    Store(String),
 }
 
 pub(crate) fn to_item(post: &Post) -> HashMap<String, AttributeValue> {

@@ -19,7 +19,7 @@ impl Settings {
             posts_table: env.required("POSTS_TABLE", "the DynamoDB posts table name"),
             redis: RedisSettings::from_env(&mut env),
             cache: CacheSettings::from_env(&mut env),
-            cors: Cors::from_env(&mut env, "GET,OPTIONS"),
+            cors: Cors::from_env(&mut env, shared::api::API_METHODS),
         };
         env.finish(settings)
     }

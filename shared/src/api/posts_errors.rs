@@ -17,3 +17,39 @@ impl From<crate::posts::PostsError> for Problem {
         }
     }
 }
+
+impl From<crate::post_writes::InvalidFields> for Problem {
+    fn from(e: crate::post_writes::InvalidFields) -> Self {
+        Problem::bad_request("invalid-fields", "Invalid fields", "one or more fields are invalid; see errors")
+            .with_extra(serde_json::json!({ "errors": e.0 }))
+    }
+}
+
+impl From<crate::post_writes::PostWriteError> for Problem {
+    fn from(e: crate::post_writes::PostWriteError) -> Self {
+        use crate::post_writes::PostWriteError as E;
+        use http::StatusCode;
+        match e {
+            E::NotFound => Problem::not_found("no such post"),
+            E::Forbidden => {
+                Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", "only the author may change this post")
+            }
+            E::VersionMismatch { precondition: true } => Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                "Precondition failed",
+                "the post is not at the version named by If-Match; fetch it again",
+            ),
+            E::VersionMismatch { precondition: false } => Problem::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflict",
+                "the post was changed by another request at the same time; fetch it and retry",
+            ),
+            E::Store(detail) => {
+                tracing::error!(error = %detail, "posts store failed");
+                Problem::unavailable("the posts store did not answer; retry shortly")
+            }
+        }
+    }
+}

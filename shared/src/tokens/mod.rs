@@ -1,8 +1,12 @@
 //! Tokens: short-lived signed access tokens (JWT) and the Redis-backed refresh-token store.
 
 pub mod access;
+pub mod refresh;
 
 pub use access::{AccessClaims, AccessTokenError, AccessTokens};
+pub use refresh::{
+    RefreshError, RefreshSettings, RefreshToken, RefreshTokenStore, Rejection, Session, SessionError, Sessions,
+};
 
 /// A user id as the token layer accepts it: 1 to 64 of `A-Z a-z 0-9 - _`. The id is used inside
 /// Redis hash tags (`{…}`), so braces and other punctuation are refused up front.

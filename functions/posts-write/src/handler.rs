@@ -1,0 +1,119 @@
+//! Request in, authenticated author and validated input, conditional write, response out.
+
+use std::sync::Arc;
+
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use shared::api::{self, Cors, Problem};
+use shared::cache::Cache;
+use shared::cached_posts::CachedPosts;
+use shared::clients::{AwsClients, RedisStore, RedisStoreError};
+use shared::post_writes::{NewPost, PostWriter, parse_changes};
+use shared::posts::{Post, PostId, PostsRepo};
+use shared::tokens::{AccessTokens, UserId};
+
+use crate::settings::Settings;
+
+/// The largest JSON body accepted: a 50 KB post body plus JSON escaping and the other fields.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct State {
+    pub writer: PostWriter,
+    pub tokens: AccessTokens,
+    pub cors: Cors,
+}
+
+impl State {
+    pub fn new(settings: &Settings, aws: &AwsClients) -> Result<Self, RedisStoreError> {
+        let redis = Arc::new(RedisStore::new(settings.redis.clone())?);
+        let posts = CachedPosts::new(
+            PostsRepo::new(aws.dynamodb.clone(), &settings.posts_table),
+            Cache::new(redis, settings.cache),
+        );
+        Ok(Self {
+            writer: PostWriter::new(posts),
+            tokens: AccessTokens::new(&settings.access_tokens),
+            cors: settings.cors.clone(),
+        })
+    }
+}
+
+pub async fn handle(state: &State, req: Request) -> Response<Body> {
+    api::respond(&state.cors, req, |req| route(state, req)).await
+}
+
+async fn route(state: &State, req: Request) -> Result<Response<Body>, Problem> {
+    let segments = api::path_segments(&req);
+    let method = req.method().clone();
+    match (segments.as_slice(), method) {
+        ([.., "posts", id], Method::PATCH) => update(state, &req, id).await,
+        ([.., "posts", id], Method::DELETE) => delete(state, &req, id).await,
+        ([.., "posts"], Method::POST) => create(state, &req).await,
+        ([.., "posts", _], _) => Err(Problem::method_not_allowed("PATCH, DELETE, OPTIONS")),
+        ([.., "posts"], _) => Err(Problem::method_not_allowed("POST, OPTIONS")),
+        _ => Err(Problem::not_found("no such route")),
+    }
+}
+
+/// The authenticated author. Authentication comes before any look at the body or the id, so
+/// an anonymous caller learns nothing about either.
+fn author(state: &State, req: &Request) -> Result<UserId, Problem> {
+    let claims = api::authenticate(&state.tokens, req)?;
+    claims.user_id().map_err(|_| api::unauthorized("invalid_token", "the access token is invalid"))
+}
+
+/// `If-Match: "7"` → `Some(7)`; absent or `*` → `None`.
+fn if_match(req: &Request) -> Result<Option<u64>, Problem> {
+    let Some(raw) = req.headers().get(header::IF_MATCH) else { return Ok(None) };
+    let text = raw.to_str().unwrap_or("").trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).and_then(|t| t.parse::<u64>().ok()).map(Some).ok_or_else(
+        || {
+            Problem::bad_request(
+                "invalid-if-match",
+                "Invalid If-Match",
+                "If-Match must be an ETag this API sent, like \"3\"",
+            )
+        },
+    )
+}
+
+fn with_etag(mut response: Response<Body>, post: &Post) -> Response<Body> {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", post.version)) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+async fn create(state: &State, req: &Request) -> Result<Response<Body>, Problem> {
+    let author = author(state, req)?;
+    let body: serde_json::Value = api::json_body(req, MAX_BODY_BYTES)?;
+    let new = NewPost::parse(&body)?;
+    let post = state.writer.create(&author, new).await?;
+    let mut response = with_etag(api::json(StatusCode::CREATED, &post), &post);
+    if let Ok(location) = HeaderValue::from_str(&format!("/posts/{}", post.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+async fn update(state: &State, req: &Request, raw_id: &str) -> Result<Response<Body>, Problem> {
+    let author = author(state, req)?;
+    let id = PostId::parse(raw_id)?;
+    let expected = if_match(req)?;
+    let body: serde_json::Value = api::json_body(req, MAX_BODY_BYTES)?;
+    let changes = parse_changes(&body)?;
+    let post = state.writer.update(&author, &id, expected, &changes).await?;
+    Ok(with_etag(api::json(StatusCode::OK, &post), &post))
+}
+
+async fn delete(state: &State, req: &Request, raw_id: &str) -> Result<Response<Body>, Problem> {
+    let author = author(state, req)?;
+    let id = PostId::parse(raw_id)?;
+    let expected = if_match(req)?;
+    state.writer.delete(&author, &id, expected).await?;
+    Ok(api::empty(StatusCode::NO_CONTENT))
+}

@@ -1,0 +1,29 @@
+//! posts-write configuration, from the environment.
+
+use shared::api::Cors;
+use shared::cache::CacheSettings;
+use shared::clients::RedisSettings;
+use shared::config::{ConfigError, EnvReader};
+use shared::tokens::access::AccessTokenSettings;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub posts_table: String,
+    pub redis: RedisSettings,
+    pub cache: CacheSettings,
+    pub cors: Cors,
+    pub access_tokens: AccessTokenSettings,
+}
+
+impl Settings {
+    pub fn from_env(mut env: EnvReader<'_>) -> Result<Self, ConfigError> {
+        let settings = Settings {
+            posts_table: env.required("POSTS_TABLE", "the DynamoDB posts table name"),
+            redis: RedisSettings::from_env(&mut env),
+            cache: CacheSettings::from_env(&mut env),
+            cors: Cors::from_env(&mut env, shared::api::API_METHODS),
+            access_tokens: AccessTokenSettings::from_env(&mut env),
+        };
+        env.finish(settings)
+    }
+}

@@ -1,0 +1,253 @@
+//! Creating, changing and deleting posts: validation into typed input, conditional writes, and
+//! the cache invalidation that follows every successful write.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::cached_posts::CachedPosts;
+use crate::posts::{Post, PostChanges, PostId, WriteError, timestamp_now};
+use crate::tokens::UserId;
+
+pub const TITLE_MAX_CHARS: usize = 200;
+pub const BODY_MAX_BYTES: usize = 50 * 1024;
+
+/// One invalid field of a request body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+fn field_error(field: &str, message: impl Into<String>) -> FieldError {
+    FieldError { field: field.to_owned(), message: message.into() }
+}
+
+/// All the problems of a body, so a client can fix them in one round.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid fields: {0:?}")]
+pub struct InvalidFields(pub Vec<FieldError>);
+
+/// A validated `POST /posts` body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewPost {
+    pub title: String,
+    pub body: String,
+    pub published: bool,
+}
+
+const FIELDS: [&str; 3] = ["title", "body", "published"];
+
+fn object(value: &Value) -> Result<&Map<String, Value>, InvalidFields> {
+    value.as_object().ok_or_else(|| InvalidFields(vec![field_error("", "the body must be a JSON object")]))
+}
+
+fn check_title(v: &Value, errors: &mut Vec<FieldError>) -> Option<String> {
+    let Some(t) = v.as_str() else {
+        errors.push(field_error("title", "must be a string"));
+        return None;
+    };
+    let chars = t.chars().count();
+    if t.trim().is_empty() || chars > TITLE_MAX_CHARS {
+        errors.push(field_error("title", format!("must be 1 to {TITLE_MAX_CHARS} characters, not blank")));
+    } else if t.chars().any(char::is_control) {
+        errors.push(field_error("title", "must not contain control characters (CR, LF, ...)"));
+    } else {
+        return Some(t.to_owned());
+    }
+    None
+}
+
+fn check_body(v: &Value, errors: &mut Vec<FieldError>) -> Option<String> {
+    match v.as_str() {
+        None => errors.push(field_error("body", "must be a string")),
+        Some(b) if b.len() > BODY_MAX_BYTES => {
+            errors.push(field_error("body", format!("must be at most {BODY_MAX_BYTES} bytes (is {})", b.len())))
+        }
+        Some(b) => return Some(b.to_owned()),
+    }
+    None
+}
+
+fn check_published(v: &Value, errors: &mut Vec<FieldError>) -> Option<bool> {
+    let p = v.as_bool();
+    if p.is_none() {
+        errors.push(field_error("published", "must be true or false"));
+    }
+    p
+}
+
+fn unknown_fields(map: &Map<String, Value>, errors: &mut Vec<FieldError>) {
+    for key in map.keys().filter(|k| !FIELDS.contains(&k.as_str())) {
+        errors.push(field_error(key, "unknown field"));
+    }
+}
+
+impl NewPost {
+    pub fn parse(value: &Value) -> Result<Self, InvalidFields> {
+        let map = object(value)?;
+        let mut errors = Vec::new();
+        unknown_fields(map, &mut errors);
+        let title = match map.get("title") {
+            Some(v) => check_title(v, &mut errors),
+            None => {
+                errors.push(field_error("title", "is required"));
+                None
+            }
+        };
+        let body = match map.get("body") {
+            Some(v) => check_body(v, &mut errors),
+            None => {
+                errors.push(field_error("body", "is required"));
+                None
+            }
+        };
+        let published = map.get("published").map_or(Some(false), |v| check_published(v, &mut errors));
+        match (title, body, published) {
+            (Some(title), Some(body), Some(published)) if errors.is_empty() => Ok(Self { title, body, published }),
+            _ => Err(InvalidFields(errors)),
+        }
+    }
+}
+
+/// Parses a `PATCH /posts/{id}` body: any non-empty subset of the fields.
+pub fn parse_changes(value: &Value) -> Result<PostChanges, InvalidFields> {
+    let map = object(value)?;
+    let mut errors = Vec::new();
+    unknown_fields(map, &mut errors);
+    let changes = PostChanges {
+        title: map.get("title").and_then(|v| check_title(v, &mut errors)),
+        body: map.get("body").and_then(|v| check_body(v, &mut errors)),
+        published: map.get("published").and_then(|v| check_published(v, &mut errors)),
+    };
+    if errors.is_empty() && changes == PostChanges::default() {
+        errors.push(field_error("", "give at least one of title, body, published"));
+    }
+    if errors.is_empty() { Ok(changes) } else { Err(InvalidFields(errors)) }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PostWriteError {
+    #[error("post not found")]
+    NotFound,
+    #[error("only the author may change a post")]
+    Forbidden,
+    /// `precondition`: the client's If-Match named another version (412); otherwise a
+    /// concurrent write won the race (409).
+    #[error("the post was changed by another request")]
+    VersionMismatch { precondition: bool },
+    #[error("posts store: {0}")]
+    Store(String),
+}
+
+impl From<crate::posts::PostsError> for PostWriteError {
+    fn from(e: crate::posts::PostsError) -> Self {
+        PostWriteError::Store(e.to_string())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PostWriter {
+    pub posts: CachedPosts,
+}
+
+impl PostWriter {
+    pub fn new(posts: CachedPosts) -> Self {
+        Self { posts }
+    }
+
+    pub async fn create(&self, author: &UserId, new: NewPost) -> Result<Post, PostWriteError> {
+        let now = timestamp_now();
+        let post = Post {
+            id: PostId::generate(),
+            title: new.title,
+            body: new.body,
+            author_id: author.as_str().to_owned(),
+            published: new.published,
+            created_at: now.clone(),
+            updated_at: now,
+            version: 1,
+        };
+        self.posts.repo.create(&post).await.map_err(|e| match e {
+            // A UUIDv7 collision: practically impossible, and safe to report as a conflict.
+            WriteError::Conflict => PostWriteError::VersionMismatch { precondition: false },
+            WriteError::Store(s) => PostWriteError::Store(s),
+        })?;
+        self.posts.invalidate_after_write(&post.id, post.version).await;
+        Ok(post)
+    }
+
+    /// Reads the current post and checks existence, authorship and the client's If-Match.
+    async fn current(&self, author: &UserId, id: &PostId, if_match: Option<u64>) -> Result<Post, PostWriteError> {
+        let post = self.posts.repo.get(id).await?.ok_or(PostWriteError::NotFound)?;
+        if post.author_id != author.as_str() {
+            return Err(PostWriteError::Forbidden);
+        }
+        if if_match.is_some_and(|v| v != post.version) {
+            return Err(PostWriteError::VersionMismatch { precondition: true });
+        }
+        Ok(post)
+    }
+
+    pub async fn update(
+        &self,
+        author: &UserId,
+        id: &PostId,
+        if_match: Option<u64>,
+        changes: &PostChanges,
+    ) -> Result<Post, PostWriteError> {
+        let current = self.current(author, id, if_match).await?;
+        let updated =
+            self.posts.repo.update(id, author.as_str(), current.version, changes).await.map_err(|e| match e {
+                WriteError::Conflict => PostWriteError::VersionMismatch { precondition: if_match.is_some() },
+                WriteError::Store(s) => PostWriteError::Store(s),
+            })?;
+        self.posts.invalidate_after_write(id, updated.version).await;
+        Ok(updated)
+    }
+
+    pub async fn delete(&self, author: &UserId, id: &PostId, if_match: Option<u64>) -> Result<(), PostWriteError> {
+        let current = self.current(author, id, if_match).await?;
+        self.posts.repo.delete(id, author.as_str(), current.version).await.map_err(|e| match e {
+            WriteError::Conflict => PostWriteError::VersionMismatch { precondition: if_match.is_some() },
+            WriteError::Store(s) => PostWriteError::Store(s),
+        })?;
+        // One past the deleted version: no reader's fill of the deleted post can land.
+        self.posts.invalidate_after_write(id, current.version + 1).await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(e: InvalidFields) -> Vec<String> {
+        e.0.into_iter().map(|f| f.field).collect()
+    }
+
+    #[test]
+    fn new_posts_are_validated_field_by_field() {
+        let ok = NewPost::parse(&json!({"title": "Hi", "body": "text"})).unwrap();
+        assert_eq!(ok, NewPost { title: "Hi".into(), body: "text".into(), published: false });
+
+        let err = NewPost::parse(&json!({"title": "", "body": 5, "published": "yes", "extra": 1})).unwrap_err();
+        assert_eq!(fields(err), ["extra", "title", "body", "published"]);
+
+        let err = NewPost::parse(&json!({"title": "a\r\nb", "body": "x".repeat(BODY_MAX_BYTES + 1)})).unwrap_err();
+        assert_eq!(fields(err), ["title", "body"]);
+
+        let long = "é".repeat(TITLE_MAX_CHARS);
+        assert!(NewPost::parse(&json!({"title": long, "body": ""})).is_ok(), "200 characters, not bytes");
+        let err = NewPost::parse(&json!({"title": "x".repeat(TITLE_MAX_CHARS + 1), "body": ""})).unwrap_err();
+        assert_eq!(fields(err), ["title"]);
+        assert!(NewPost::parse(&json!([1, 2])).is_err());
+    }
+
+    #[test]
+    fn changes_need_at_least_one_known_field() {
+        assert_eq!(parse_changes(&json!({"published": true})).unwrap().published, Some(true));
+        assert_eq!(fields(parse_changes(&json!({})).unwrap_err()), [""]);
+        assert_eq!(fields(parse_changes(&json!({"authorId": "me"})).unwrap_err()), ["authorId"]);
+    }
+}
