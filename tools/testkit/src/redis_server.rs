@@ -82,6 +82,16 @@ impl Drop for RedisServer {
     }
 }
 
+/// A port for a cluster node: its bus port (port + 10000) must exist and be free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= 55_535 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A Redis Cluster of `masters` nodes (no replicas) on loopback, created with `redis-cli --cluster`.
 pub struct RedisCluster {
     pub ports: Vec<u16>,
@@ -95,12 +105,14 @@ impl RedisCluster {
         let mut ports = Vec::new();
         let mut children = Vec::new();
         for _ in 0..masters {
-            let port = free_port();
+            let port = free_cluster_port();
             let node_dir = dir.join(port.to_string());
             std::fs::create_dir_all(&node_dir).expect("node dir");
             children.push(spawn(port, &node_dir, &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]));
             ports.push(port);
         }
+        // From here on a failed start still kills every node (Drop).
+        let cluster = Self { ports: ports.clone(), dir, children };
         for port in &ports {
             wait_for_port(*port, Duration::from_secs(10));
         }
@@ -129,7 +141,7 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        Self { ports, dir, children }
+        cluster
     }
 
     pub fn url(&self) -> String {

@@ -1,0 +1,148 @@
+//! Request in, refresh token out of the cookie or the body, session service, response out.
+//!
+//! Contract (API Gateway HTTP API, payload 2.0):
+//! - `POST /auth/refresh`: token from the body `{"refreshToken": "..."}` if it has one, else from
+//!   the `refresh_token` cookie → 200 `{accessToken, tokenType, expiresIn, refreshToken}` and the
+//!   rotated cookie. Any token that cannot be used → the one 401 of `shared::api`.
+//! - `POST /auth/logout`: revokes the token's session → 204 and a cleared cookie, also when the
+//!   token was already useless (RFC 7009 §2.2: there is nothing a client could do with an error).
+//!   No token at all → 401.
+//! - `POST /auth/logout-all` with `Authorization: Bearer <access token>` → 204, every session of the
+//!   user revoked, cookie cleared.
+//! - Redis unavailable → 503 on all three: nothing is accepted or reported revoked without the store.
+
+use std::sync::Arc;
+
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+use shared::api::{self, Cors, Problem};
+use shared::clients::{RedisStore, RedisStoreError};
+use shared::tokens::access::AccessTokens;
+use shared::tokens::{RefreshError, RefreshTokenStore, Rejection, Session, Sessions};
+
+use crate::settings::Settings;
+
+pub const COOKIE: &str = "refresh_token";
+/// The cookie is sent to the auth routes only, never to the rest of the API.
+pub const COOKIE_PATH: &str = "/auth";
+/// A token body is ~150 bytes; anything far larger is not one.
+pub const MAX_BODY_BYTES: usize = 4096;
+const ALLOWED: &str = "POST, OPTIONS";
+
+/// Built once per execution environment.
+#[derive(Clone, Debug)]
+pub struct State {
+    pub sessions: Sessions,
+    pub cors: Cors,
+}
+
+impl State {
+    pub fn new(settings: &Settings) -> Result<Self, RedisStoreError> {
+        let redis = Arc::new(RedisStore::new(settings.redis.clone())?);
+        let store = RefreshTokenStore::new(redis, settings.refresh.clone());
+        Ok(Self { sessions: Sessions::new(store, AccessTokens::new(&settings.access)), cors: settings.cors.clone() })
+    }
+}
+
+pub async fn handle(state: &State, req: Request) -> Response<Body> {
+    api::respond(&state.cors, req, |req| route(state, req)).await
+}
+
+async fn route(state: &State, req: Request) -> Result<Response<Body>, Problem> {
+    let is_post = req.method() == Method::POST;
+    match api::path_segments(&req).as_slice() {
+        [.., "auth", "refresh"] if is_post => refresh(state, &req).await,
+        [.., "auth", "logout"] if is_post => logout(state, &req).await,
+        [.., "auth", "logout-all"] if is_post => logout_all(state, &req).await,
+        [.., "auth", "refresh" | "logout" | "logout-all"] => Err(Problem::method_not_allowed(ALLOWED)),
+        _ => Err(Problem::not_found("no such route")),
+    }
+}
+
+/// The optional JSON body. Unknown members are refused so that a typo (`refresh_token`) is a 400
+/// instead of a silent fall-back to the cookie.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TokenBody {
+    refresh_token: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: u64,
+    refresh_token: &'a str,
+}
+
+/// The refresh token of the request: the body's when it has one (API clients), else the cookie's
+/// (browsers). An empty body is no body, whatever its content type says.
+fn presented_token(req: &Request) -> Result<Option<String>, Problem> {
+    if !api::body_bytes(req).iter().all(u8::is_ascii_whitespace) {
+        let body: TokenBody = api::json_body(req, MAX_BODY_BYTES)?;
+        if let Some(token) = body.refresh_token.filter(|t| !t.is_empty()) {
+            return Ok(Some(token));
+        }
+    }
+    Ok(api::cookie(req, COOKIE).filter(|t| !t.is_empty()).map(str::to_owned))
+}
+
+fn missing() -> Problem {
+    RefreshError::Rejected(Rejection::Missing).into()
+}
+
+fn no_store(response: &mut Response<Body>) {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+async fn refresh(state: &State, req: &Request) -> Result<Response<Body>, Problem> {
+    let presented = presented_token(req)?.ok_or_else(missing)?;
+    // A refused token does not clear the cookie: in the two-tabs race the browser's cookie already
+    // holds the winner's new token, and clearing it would sign the user out.
+    let session = state.sessions.refresh(&presented).await?;
+    Ok(session_response(&session))
+}
+
+fn session_response(session: &Session) -> Response<Body> {
+    let body = TokenResponse {
+        access_token: session.access_token.expose(),
+        token_type: "Bearer",
+        expires_in: session.access_expires_in.as_secs(),
+        refresh_token: session.refresh_token.expose(),
+    };
+    let mut response = api::json(StatusCode::OK, &body);
+    no_store(&mut response);
+    api::set_cookie(
+        &mut response,
+        COOKIE,
+        session.refresh_token.expose(),
+        COOKIE_PATH,
+        session.refresh_expires_in.as_secs(),
+    );
+    response
+}
+
+fn signed_out() -> Response<Body> {
+    let mut response = api::empty(StatusCode::NO_CONTENT);
+    no_store(&mut response);
+    api::set_cookie(&mut response, COOKIE, "", COOKIE_PATH, 0);
+    response
+}
+
+async fn logout(state: &State, req: &Request) -> Result<Response<Body>, Problem> {
+    let presented = presented_token(req)?.ok_or_else(missing)?;
+    let revoked = state.sessions.end(&presented).await?;
+    tracing::info!(revoked, "logout");
+    Ok(signed_out())
+}
+
+async fn logout_all(state: &State, req: &Request) -> Result<Response<Body>, Problem> {
+    let claims = api::authenticate(state.sessions.access_tokens(), req)?;
+    // `authenticate` only accepts tokens whose subject is a valid user id; this is belt and braces.
+    let user = claims.user_id().map_err(|_| api::unauthorized("invalid_token", "the access token is invalid"))?;
+    let revoked = state.sessions.end_all(&user).await?;
+    tracing::info!(user = %user, revoked, "logout from every session");
+    Ok(signed_out())
+}

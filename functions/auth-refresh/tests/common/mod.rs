@@ -1,0 +1,217 @@
+//! Test support for auth-refresh: a real Redis (one server or a 3-master cluster), the function's
+//! `State` built from a plain environment map (no AWS needed), requests as API Gateway delivers
+//! them, and inspection of Redis from the outside through `redis-cli`.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use auth_refresh::handler::State;
+use auth_refresh::settings::Settings;
+use lambda_http::{Body, Request, Response};
+use shared::tokens::UserId;
+use testkit::{RedisCluster, RedisServer};
+
+pub const ORIGIN: &str = "https://app.example.com";
+pub const JWT_SECRET: &str = "test-only-secret-test-only-secret-0123456789";
+pub const REFRESH_TTL_SECS: u64 = 3600;
+pub const ACCESS_TTL_SECS: u64 = 900;
+
+/// Which Redis the suite runs against. Each test binary constructs one of the two.
+#[allow(dead_code)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Single,
+    Cluster,
+}
+
+enum Backend {
+    Single(RedisServer),
+    Cluster(RedisCluster),
+}
+
+pub struct Fixture {
+    pub state: State,
+    pub settings: Settings,
+    backend: Option<Backend>,
+    ports: Vec<u16>,
+}
+
+impl Fixture {
+    /// A fresh Redis of `kind` and a `State` over it, with the reuse grace window `grace_ms`.
+    pub fn start(kind: Kind, grace_ms: u64) -> Self {
+        let (backend, url, ports) = match kind {
+            Kind::Single => {
+                let server = RedisServer::start();
+                let (url, ports) = (server.url(), vec![server.port]);
+                (Backend::Single(server), url, ports)
+            }
+            Kind::Cluster => {
+                let cluster = RedisCluster::start(3);
+                let (url, ports) = (cluster.url(), cluster.ports.clone());
+                (Backend::Cluster(cluster), url, ports)
+            }
+        };
+        let env: HashMap<String, String> = [
+            ("REDIS_URL", url.as_str()),
+            ("REDIS_CLUSTER", if kind == Kind::Cluster { "true" } else { "false" }),
+            // Generous timeouts: the machine running the tests may be busy compiling.
+            ("REDIS_CONNECT_TIMEOUT_MS", "1000"),
+            ("REDIS_RESPONSE_TIMEOUT_MS", "1000"),
+            ("REDIS_RECONNECT_BACKOFF_MS", "100"),
+            ("ALLOWED_ORIGINS", ORIGIN),
+            ("JWT_SECRET", JWT_SECRET),
+            ("ACCESS_TOKEN_TTL_SECONDS", &ACCESS_TTL_SECS.to_string()),
+            ("REFRESH_TOKEN_TTL_SECONDS", &REFRESH_TTL_SECS.to_string()),
+            ("REFRESH_REUSE_GRACE_MS", &grace_ms.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let settings = Settings::from_env(testkit::env_reader(env)).expect("settings");
+        let state = State::new(&settings).expect("state");
+        Self { state, settings, backend: Some(backend), ports }
+    }
+
+    /// Another execution environment of the function: same settings, its own Redis connection.
+    pub fn another_state(&self) -> State {
+        State::new(&self.settings).expect("state")
+    }
+
+    /// Kills Redis (every node of a cluster).
+    pub fn stop_redis(&mut self) {
+        match self.backend.take() {
+            Some(Backend::Single(mut server)) => server.stop(),
+            Some(Backend::Cluster(cluster)) => drop(cluster),
+            None => {}
+        }
+    }
+
+    /// Signs `user` in through the shared session service, as a login service would.
+    pub async fn login(&self, user: &str) -> (String, String) {
+        let session = self.state.sessions.start(&UserId::parse(user).unwrap()).await.expect("start session");
+        (session.refresh_token.expose().to_owned(), session.access_token.expose().to_owned())
+    }
+
+    fn cli_on(port: u16, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-c", "--raw"])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        assert!(out.status.success(), "redis-cli {args:?} failed");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// One command on the node that owns its key (`-c` follows cluster redirects).
+    pub fn cli(&self, args: &[&str]) -> String {
+        Self::cli_on(self.ports[0], args)
+    }
+
+    /// Milliseconds left on `key` (-2: no such key, -1: no TTL).
+    pub fn pttl(&self, key: &str) -> i64 {
+        self.cli(&["PTTL", key]).parse().expect("PTTL is an integer")
+    }
+
+    /// Every key on every node, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .ports
+            .iter()
+            .flat_map(|port| {
+                Self::cli_on(*port, &["--scan", "--pattern", "*"]).lines().map(str::to_owned).collect::<Vec<_>>()
+            })
+            .filter(|k| !k.is_empty())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Every key with everything it holds, rendered as text (hash fields and values, set members
+    /// with scores, strings), read through the commands of its type.
+    pub fn dump(&self) -> Vec<(String, String)> {
+        self.keys()
+            .into_iter()
+            .map(|key| {
+                let content = match self.cli(&["TYPE", &key]).as_str() {
+                    "hash" => self.cli(&["HGETALL", &key]),
+                    "zset" => self.cli(&["ZRANGE", &key, "0", "-1", "WITHSCORES"]),
+                    "set" => self.cli(&["SMEMBERS", &key]),
+                    "list" => self.cli(&["LRANGE", &key, "0", "-1"]),
+                    "string" => self.cli(&["GET", &key]),
+                    other => format!("<{other}>"),
+                };
+                (key, content)
+            })
+            .collect()
+    }
+}
+
+// ---- requests, as API Gateway hands them to the function --------------------------------------
+
+pub fn post(path: &str) -> http::request::Builder {
+    http::Request::builder().method("POST").uri(path).header("origin", ORIGIN)
+}
+
+pub fn with_cookie(path: &str, token: &str) -> Request {
+    post(path).header("cookie", format!("theme=dark; refresh_token={token}")).body(Body::Empty).unwrap()
+}
+
+pub fn with_body(path: &str, body: serde_json::Value) -> Request {
+    post(path).header("content-type", "application/json").body(Body::Text(body.to_string())).unwrap()
+}
+
+pub fn refresh_by_cookie(token: &str) -> Request {
+    with_cookie("/auth/refresh", token)
+}
+
+pub fn refresh_by_body(token: &str) -> Request {
+    with_body("/auth/refresh", serde_json::json!({ "refreshToken": token }))
+}
+
+pub fn logout_by_cookie(token: &str) -> Request {
+    with_cookie("/auth/logout", token)
+}
+
+pub fn logout_all(bearer: Option<&str>) -> Request {
+    let mut builder = post("/auth/logout-all");
+    if let Some(token) = bearer {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    builder.body(Body::Empty).unwrap()
+}
+
+// ---- responses --------------------------------------------------------------------------------
+
+pub fn text(response: &Response<Body>) -> String {
+    match response.body() {
+        Body::Text(t) => t.clone(),
+        Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    }
+}
+
+pub fn json(response: &Response<Body>) -> serde_json::Value {
+    serde_json::from_str(&text(response)).unwrap_or(serde_json::Value::Null)
+}
+
+pub fn header<'a>(response: &'a Response<Body>, name: &str) -> Option<&'a str> {
+    response.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The new refresh token of a 200 from /auth/refresh, checked against its cookie.
+pub fn new_token(response: &Response<Body>) -> String {
+    assert_eq!(response.status(), 200, "{}", text(response));
+    let token = json(response)["refreshToken"].as_str().expect("refreshToken").to_owned();
+    let cookie = header(response, "set-cookie").expect("set-cookie");
+    assert_eq!(
+        cookie,
+        format!("refresh_token={token}; Path=/auth; Max-Age={REFRESH_TTL_SECS}; HttpOnly; Secure; SameSite=Strict")
+    );
+    token
+}
+
+/// The parts of a refresh token: user, family, secret.
+pub fn parts(token: &str) -> (String, String, String) {
+    let mut it = token.split('.').map(str::to_owned);
+    (it.next().unwrap(), it.next().unwrap(), it.next().unwrap())
+}

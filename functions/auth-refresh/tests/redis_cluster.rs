@@ -1,0 +1,9 @@
+//! The token-store suite against a 3-master Redis Cluster on loopback (`REDIS_CLUSTER=true`):
+//! every script must be single-slot, which the `{userId}` hash tag guarantees.
+
+mod common;
+mod suite;
+
+use common::Kind;
+
+suite::token_suite!(Kind::Cluster);
