@@ -162,9 +162,10 @@ class Provisioner:
                 for r in cors.get("CorsRules", []):
                     rule = {"AllowedMethods": r["AllowedMethods"],
                             "AllowedOrigins": self.resolve(r["AllowedOrigins"])}
-                    for k in ("AllowedHeaders", "ExposedHeaders"):
-                        if k in r:
-                            rule[k] = r[k]
+                    if "AllowedHeaders" in r:
+                        rule["AllowedHeaders"] = r["AllowedHeaders"]
+                    if "ExposedHeaders" in r:  # CloudFormation's name for S3's ExposeHeaders
+                        rule["ExposeHeaders"] = r["ExposedHeaders"]
                     if "MaxAge" in r:
                         rule["MaxAgeSeconds"] = int(r["MaxAge"])
                     rules.append(rule)
@@ -183,7 +184,9 @@ class Provisioner:
                 try:
                     env[key] = str(self.resolve(value))
                 except KeyError as e:
-                    if key not in overrides:
+                    # A parameter with no local value (a secret the caller did not need) just
+                    # leaves the variable out; anything else unresolvable is worth a word.
+                    if key not in overrides and "has no value" not in str(e):
                         print(f"provision: {binary}: {key}: {e}", file=sys.stderr)
             # Local stand-ins for what is not emulated (the cache endpoint, for example).
             env.update({k: v for k, v in overrides.items() if k in variables})

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -39,28 +39,35 @@ pub fn wait_for_port(port: u16, limit: Duration) {
 }
 
 struct OwnMoto {
-    _child: Child,
+    /// moto runs under a small shell that waits on this pipe: when the test process exits, for
+    /// whatever reason, the pipe closes and the shell stops moto by its PID. A static is never
+    /// dropped, so this is what keeps `cargo test` from leaking servers.
+    _lifeline: std::process::ChildStdin,
     endpoint: String,
 }
 
 static MOTO: OnceLock<OwnMoto> = OnceLock::new();
 
 /// The local AWS endpoint: `AWS_ENDPOINT_URL` when set (make test), else a moto server started
-/// for this process (left to die with it: a static is never dropped).
+/// for this process and stopped when it exits.
 pub fn aws_endpoint() -> String {
     if let Ok(url) = std::env::var("AWS_ENDPOINT_URL") {
         return url;
     }
     MOTO.get_or_init(|| {
         let port = free_port();
-        let child = Command::new(venv_bin("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let script = r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & pid=$!; cat >/dev/null; kill "$pid""#;
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .arg(venv_bin("moto_server"))
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .expect("moto_server (run scripts/bootstrap.sh first)");
+        let lifeline = child.stdin.take().expect("piped stdin");
         wait_for_port(port, Duration::from_secs(30));
-        OwnMoto { _child: child, endpoint: format!("http://127.0.0.1:{port}") }
+        OwnMoto { _lifeline: lifeline, endpoint: format!("http://127.0.0.1:{port}") }
     })
     .endpoint
     .clone()
