@@ -1,7 +1,7 @@
 # The two commands: `make dev` runs the whole bundle locally, `make test` runs every test.
 # Both install what is missing on a fresh Debian machine (scripts/bootstrap.sh).
 SHELL := /bin/bash
-.PHONY: dev down test bench build lint fmt
+.PHONY: dev down test bench drill build fmt
 
 dev:
 	scripts/dev.sh
@@ -14,6 +14,9 @@ test:
 
 bench:
 	scripts/bench.sh
+
+drill:
+	scripts/drill.sh
 
 # arm64 bootstraps for every function, through SAM's rust-cargolambda build (cargo-lambda + zig).
 build:

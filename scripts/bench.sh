@@ -13,4 +13,4 @@ trap cleanup EXIT
 scripts/stack.sh up "$STACK"
 set -a; . "$STACK/env"; set +a
 "$TARGET/release/ops" seed >/dev/null
-"$TARGET/release/bench" --bin-dir "$TARGET/release" --env-file "$STACK/env" --out BENCHMARKS.md --command "make bench"
+"$TARGET/release/bench" perf --bin-dir "$TARGET/release" --env-file "$STACK/env" --out BENCHMARKS.md --command "make bench"

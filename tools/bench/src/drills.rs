@@ -1,0 +1,270 @@
+//! Fault drills: kill a dependency under load and count what callers saw.
+//!
+//! Each drill owns the process it kills (a redis-server it started on a free loopback port) and
+//! stops it by PID. Results are returned as Markdown for RELIABILITY.md, with pass/fail against
+//! the goal; a failed goal also makes the command exit non-zero.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lambda_harness::{Function, SpawnOptions};
+use serde_json::{Value, json};
+
+use crate::stats::{ms, percentile};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A redis-server this drill starts, kills (SIGKILL, like a crashed node) and restarts.
+pub struct DrillRedis {
+    pub port: u16,
+    dir: PathBuf,
+    durable: bool,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+impl DrillRedis {
+    /// `durable`: append-only file fsynced on every write, as a replicated cache would keep
+    /// acknowledged writes across a node loss.
+    pub fn start(durable: bool) -> Self {
+        let dir = std::env::temp_dir().join(format!("drill-redis-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).expect("drill dir");
+        let mut r = Self { port: free_port(), dir, durable, child: None };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--dir", self.dir.to_str().expect("utf-8")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if self.durable {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
+        self.child = Some(cmd.spawn().expect("redis-server"));
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(10), "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for DrillRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn with(env: &[(String, String)], extra: &[(&str, String)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> =
+        env.iter().filter(|(k, _)| !extra.iter().any(|(e, _)| e == k)).cloned().collect();
+    out.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    out
+}
+
+pub struct DrillResult {
+    pub markdown: String,
+    pub passed: bool,
+}
+
+/// posts-read under a steady read load; Redis SIGKILLed at 2 s and restarted at 4 s.
+/// Goal: no non-200 answer; latency during the outage bounded by the Redis timeouts.
+pub async fn redis_down_posts_read(bin_dir: &Path, env: &[(String, String)], event: &Value) -> DrillResult {
+    let mut redis = DrillRedis::start(false);
+    let env = with(env, &[("REDIS_URL", redis.url())]);
+    let f = Function::start(bin_dir.join("posts-read"), &SpawnOptions { env: env.clone(), ..Default::default() })
+        .await
+        .expect("spawn posts-read");
+    f.wait_ready(TIMEOUT).await.expect("init");
+
+    let start = Instant::now();
+    let (mut before, mut during, mut after) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut non_200, mut total, mut hits_after) = (0usize, 0usize, 0usize);
+    let mut killed = false;
+    let mut restarted = false;
+    while start.elapsed() < Duration::from_secs(6) {
+        let t = start.elapsed();
+        if !killed && t >= Duration::from_secs(2) {
+            redis.kill();
+            killed = true;
+        }
+        if !restarted && t >= Duration::from_secs(4) {
+            redis.restart();
+            restarted = true;
+        }
+        let inv = f.invoke(event, TIMEOUT).await.expect("invoke");
+        total += 1;
+        if inv.status_code() != Some(200) {
+            non_200 += 1;
+        }
+        let hit =
+            inv.json().ok().and_then(|v| v["headers"]["x-cache"].as_str().map(str::to_owned)) == Some("hit".into());
+        match (killed, restarted) {
+            (false, _) => before.push(inv.latency),
+            (true, false) => during.push(inv.latency),
+            (true, true) => {
+                after.push(inv.latency);
+                hits_after += usize::from(hit);
+            }
+        }
+    }
+    let logs = f.stop().await.logs;
+    let panics = logs.matches("panicked").count();
+    for v in [&mut before, &mut during, &mut after] {
+        v.sort();
+    }
+    let passed = non_200 == 0 && panics == 0 && hits_after > 0;
+    let markdown = format!(
+        "### Redis killed under posts-read load\n\n\
+         `GET /posts/1` in a loop for 6 s against the release bootstrap; its redis-server SIGKILLed at 2 s and \
+         restarted (empty) at 4 s. Goal: 0 non-200 answers, outage latency bounded by the Redis timeouts \
+         (connect 250 ms, response 250 ms, reconnect back-off 500 ms by default), hits again after the restart.\n\n\
+         | | invocations | p50 | p99 |\n| --- | --- | --- | --- |\n\
+         | before | {} | {} | {} |\n| Redis down | {} | {} | {} |\n| after restart | {} | {} | {} |\n\n\
+         Non-200 answers: **{non_200}** of {total}. Cache hits after the restart (same process): {hits_after}. \
+         Panics in the log: {panics}. Result: **{}**.\n\n",
+        before.len(),
+        ms(percentile(&before, 50.0)),
+        ms(percentile(&before, 99.0)),
+        during.len(),
+        ms(percentile(&during, 50.0)),
+        ms(percentile(&during, 99.0)),
+        after.len(),
+        ms(percentile(&after, 50.0)),
+        ms(percentile(&after, 99.0)),
+        if passed { "pass" } else { "FAIL" },
+    );
+    DrillResult { markdown, passed }
+}
+
+fn refresh_event(base: &Value, token: &str) -> Value {
+    let mut e = base.clone();
+    e["body"] = Value::String(json!({ "refreshToken": token }).to_string());
+    e
+}
+
+/// auth-refresh under refresh traffic from 10 sessions; Redis (durable: AOF fsync always) SIGKILLed
+/// at 1 s and restarted from its files at 3 s. Goal: during the outage only 503s; no token ever
+/// accepted that should not be; after the restart every session's latest token refreshes (no
+/// acknowledged rotation lost) and every superseded token is refused.
+pub async fn redis_down_auth_refresh(bin_dir: &Path, env: &[(String, String)], base: &Value) -> DrillResult {
+    let mut redis = DrillRedis::start(true);
+    // A grace window of 0 makes any replay of a superseded token count as reuse, the strictest case.
+    let env = with(env, &[("REDIS_URL", redis.url()), ("REFRESH_REUSE_GRACE_MS", "0".into())]);
+    let mut tokens = Vec::new();
+    for i in 0..10 {
+        let out = Command::new(bin_dir.join("ops"))
+            .args(["session", "--user-id", &format!("drill-{i}")])
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("ops session");
+        assert!(out.status.success(), "ops session: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).expect("ops session JSON");
+        tokens.push(v["refreshToken"].as_str().expect("refreshToken").to_owned());
+    }
+    let f = Function::start(bin_dir.join("auth-refresh"), &SpawnOptions { env, ..Default::default() })
+        .await
+        .expect("spawn auth-refresh");
+    f.wait_ready(TIMEOUT).await.expect("init");
+
+    let mut superseded = Vec::new();
+    let (mut ok, mut unavailable, mut rejected, mut other) = (0usize, 0usize, 0usize, 0usize);
+    let mut during_outage_not_503 = 0usize;
+    let start = Instant::now();
+    let (mut killed, mut restarted) = (false, false);
+    let mut i = 0usize;
+    while start.elapsed() < Duration::from_secs(5) {
+        let t = start.elapsed();
+        if !killed && t >= Duration::from_secs(1) {
+            redis.kill();
+            killed = true;
+        }
+        if !restarted && t >= Duration::from_secs(3) {
+            redis.restart();
+            restarted = true;
+        }
+        let slot = i % tokens.len();
+        i += 1;
+        let inv = f.invoke(&refresh_event(base, &tokens[slot]), TIMEOUT).await.expect("invoke");
+        let status = inv.status_code();
+        if killed && !restarted && status != Some(503) {
+            during_outage_not_503 += 1;
+        }
+        match status {
+            Some(200) => {
+                ok += 1;
+                let body: Value = inv
+                    .json()
+                    .ok()
+                    .and_then(|v| v["body"].as_str().and_then(|b| serde_json::from_str(b).ok()))
+                    .unwrap_or(Value::Null);
+                let next = body["refreshToken"].as_str().expect("200 carries a token").to_owned();
+                superseded.push(std::mem::replace(&mut tokens[slot], next));
+            }
+            Some(503) => unavailable += 1,
+            Some(401) => rejected += 1,
+            _ => other += 1,
+        }
+    }
+    // After the restart: every latest token works once; every superseded token is refused.
+    let mut latest_ok = 0usize;
+    for token in &tokens {
+        let inv = f.invoke(&refresh_event(base, token), TIMEOUT).await.expect("invoke");
+        latest_ok += usize::from(inv.status_code() == Some(200));
+    }
+    let mut superseded_accepted = 0usize;
+    for token in superseded.iter().take(50) {
+        let inv = f.invoke(&refresh_event(base, token), TIMEOUT).await.expect("invoke");
+        superseded_accepted += usize::from(inv.status_code() == Some(200));
+    }
+    let logs = f.stop().await.logs;
+    let panics = logs.matches("panicked").count();
+    let passed = during_outage_not_503 == 0
+        && rejected == 0
+        && other == 0
+        && latest_ok == tokens.len()
+        && superseded_accepted == 0
+        && panics == 0;
+    let markdown = format!(
+        "### Redis killed under auth-refresh traffic\n\n\
+         10 sessions refreshed round-robin for 5 s against the release bootstrap; redis-server (append-only \
+         file, fsync always) SIGKILLed at 1 s and restarted from its files at 3 s. Goal: only 503 while Redis \
+         is down, no held token refused, no acknowledged rotation lost, no superseded token accepted.\n\n\
+         | outcome | count |\n| --- | --- |\n| 200 rotated | {ok} |\n| 503 (fail closed) | {unavailable} |\n\
+         | 401 for a token the client held | {rejected} |\n| other | {other} |\n\
+         | non-503 answers while Redis was down | {during_outage_not_503} |\n\
+         | latest tokens refreshing after restart | {latest_ok}/{} |\n\
+         | superseded tokens accepted after restart (of {}) | {superseded_accepted} |\n\n\
+         Panics in the log: {panics}. Result: **{}**.\n\n",
+        tokens.len(),
+        superseded.len().min(50),
+        if passed { "pass" } else { "FAIL" },
+    );
+    DrillResult { markdown, passed }
+}
