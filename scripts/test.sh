@@ -17,6 +17,12 @@ cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== one TLS and one HTTP stack (no second rustls or hyper generation)"
+if cargo tree --workspace -d -e normal --locked | grep -E '^(rustls|hyper) v'; then
+  echo "cargo tree -d shows two generations of rustls or hyper: check the SDKs' default features" >&2
+  exit 1
+fi
+
 STACK=$(mktemp -d /tmp/bundle-test-stack.XXXXXX)
 cleanup() { scripts/stack.sh down "$STACK"; rm -rf "$STACK"; }
 trap cleanup EXIT
