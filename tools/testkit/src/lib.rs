@@ -43,6 +43,8 @@ struct OwnMoto {
     /// whatever reason, the pipe closes and the shell stops moto by its PID. A static is never
     /// dropped, so this is what keeps `cargo test` from leaking servers.
     _lifeline: std::process::ChildStdin,
+    /// Kept so the shell is reaped by this process, not left a zombie.
+    _shell: std::process::Child,
     endpoint: String,
 }
 
@@ -67,7 +69,7 @@ pub fn aws_endpoint() -> String {
             .expect("moto_server (run scripts/bootstrap.sh first)");
         let lifeline = child.stdin.take().expect("piped stdin");
         wait_for_port(port, Duration::from_secs(30));
-        OwnMoto { _lifeline: lifeline, endpoint: format!("http://127.0.0.1:{port}") }
+        OwnMoto { _lifeline: lifeline, _shell: child, endpoint: format!("http://127.0.0.1:{port}") }
     })
     .endpoint
     .clone()

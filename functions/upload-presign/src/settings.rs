@@ -1,0 +1,24 @@
+//! upload-presign configuration, from the environment.
+
+use shared::api::Cors;
+use shared::config::{ConfigError, EnvReader};
+use shared::storage::UploadSettings;
+use shared::tokens::access::AccessTokenSettings;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub uploads: UploadSettings,
+    pub cors: Cors,
+    pub access_tokens: AccessTokenSettings,
+}
+
+impl Settings {
+    pub fn from_env(mut env: EnvReader<'_>) -> Result<Self, ConfigError> {
+        let settings = Settings {
+            uploads: UploadSettings::from_env(&mut env),
+            cors: Cors::from_env(&mut env, shared::api::API_METHODS),
+            access_tokens: AccessTokenSettings::from_env(&mut env),
+        };
+        env.finish(settings)
+    }
+}

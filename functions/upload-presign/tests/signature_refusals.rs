@@ -1,0 +1,228 @@
+//! The refusals S3 itself makes, against an S3 server that checks SigV4 the way S3 does: s3s-fs,
+//! embedded and served on a free loopback port with credentials. moto does not check presigned
+//! signatures, expiry or signed headers, so these cannot run there.
+//!
+//! A URL from `shared::storage` uploads exactly the signed file; a body of another size, another
+//! content type, a changed key, a tampered signature and an expired URL each get 403, and leave
+//! nothing in the bucket.
+
+mod common;
+
+use std::time::Duration;
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use common::{assert_server_key, put};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use shared::storage::{DEFAULT_ALLOWED_TYPES, UploadRequest, UploadSettings, Uploads};
+use shared::tokens::UserId;
+
+const ACCESS_KEY: &str = "AKIAS3SFSTEST";
+const SECRET_KEY: &str = "s3s-fs-test-secret-0123456789";
+const BUCKET: &str = "uploads";
+
+/// s3s-fs over a temporary directory, with SigV4 authentication; stopped when dropped.
+struct S3sServer {
+    endpoint: String,
+    task: tokio::task::JoinHandle<()>,
+    _root: tempfile::TempDir,
+}
+
+impl Drop for S3sServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl S3sServer {
+    async fn start() -> Self {
+        let root = tempfile::tempdir().expect("temp dir");
+        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs root");
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let service = builder.build();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let endpoint = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { endpoint, task, _root: root }
+    }
+
+    fn client(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "s3s-test"))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+}
+
+struct Setup {
+    server: S3sServer,
+    s3: aws_sdk_s3::Client,
+}
+
+async fn setup() -> Setup {
+    let server = S3sServer::start().await;
+    let s3 = server.client();
+    s3.create_bucket().bucket(BUCKET).send().await.expect("create bucket on s3s-fs");
+    Setup { server, s3 }
+}
+
+impl Setup {
+    fn uploads(&self, ttl: Duration) -> Uploads {
+        let settings = UploadSettings {
+            bucket: BUCKET.into(),
+            allowed_types: DEFAULT_ALLOWED_TYPES
+                .iter()
+                .map(|t| shared::storage::UploadType::known(t).unwrap())
+                .collect(),
+            max_bytes: 5 * 1024 * 1024,
+            url_ttl: ttl,
+            force_path_style: true,
+        };
+        Uploads::new(self.s3.clone(), settings)
+    }
+
+    /// A presigned upload of `size` bytes of `content_type`, as the JSON the API returns.
+    async fn presign(&self, ttl: Duration, content_type: &str, size: u64) -> Value {
+        let uploads = self.uploads(ttl);
+        let req = UploadRequest { filename: "../../etc/passwd".into(), content_type: content_type.into(), size };
+        let plan = uploads.plan(&UserId::parse("user-1").unwrap(), &req).expect("allowed");
+        let presigned = uploads.presign(plan).await.expect("presign");
+        assert!(presigned.upload_url.starts_with(&self.server.endpoint), "{}", presigned.upload_url);
+        serde_json::to_value(presigned).unwrap()
+    }
+
+    async fn stored(&self, key: &str) -> Option<(Option<String>, Option<i64>)> {
+        match self.s3.head_object().bucket(BUCKET).key(key).send().await {
+            Ok(h) => Some((h.content_type().map(str::to_owned), h.content_length())),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => None,
+            Err(e) => panic!("head {key}: {e:?}"),
+        }
+    }
+
+    async fn object_count(&self) -> usize {
+        self.s3.list_objects_v2().bucket(BUCKET).send().await.unwrap().contents().len()
+    }
+}
+
+/// A raw PUT with chosen headers and body.
+async fn put_raw(url: &str, content_type: Option<&str>, body: Vec<u8>) -> (u16, String) {
+    let mut req = reqwest::Client::new().put(url);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let r = req.body(body).send().await.expect("PUT");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+fn url(p: &Value) -> &str {
+    p["uploadUrl"].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn the_signed_upload_is_accepted_and_stored_as_signed() {
+    let s = setup().await;
+    let p = s.presign(Duration::from_secs(300), "image/png", 4096).await;
+    let key = p["key"].as_str().unwrap();
+    assert_server_key(key, "user-1", "png");
+    assert_eq!(put(&p, vec![7; 4096]).await, 200);
+    assert_eq!(s.stored(key).await, Some((Some("image/png".into()), Some(4096))));
+}
+
+#[tokio::test]
+async fn another_size_is_refused() {
+    let s = setup().await;
+    let p = s.presign(Duration::from_secs(300), "image/jpeg", 1000).await;
+    for size in [1001, 999, 1, 5 * 1024 * 1024] {
+        let (status, text) = put_raw(url(&p), Some("image/jpeg"), vec![0; size]).await;
+        assert_eq!(status, 403, "{size} bytes: {text}");
+        assert!(text.contains("SignatureDoesNotMatch"), "{text}");
+    }
+    assert_eq!(s.stored(p["key"].as_str().unwrap()).await, None);
+    assert_eq!(s.object_count().await, 0);
+}
+
+#[tokio::test]
+async fn another_content_type_is_refused() {
+    let s = setup().await;
+    let p = s.presign(Duration::from_secs(300), "image/jpeg", 100).await;
+    for ct in [Some("image/png"), Some("text/html"), Some("image/jpeg; charset=utf-8"), Some("IMAGE/JPEG"), None] {
+        let (status, text) = put_raw(url(&p), ct, vec![0; 100]).await;
+        assert_eq!(status, 403, "{ct:?}: {text}");
+        assert!(text.contains("SignatureDoesNotMatch"), "{text}");
+    }
+    assert_eq!(s.object_count().await, 0);
+}
+
+#[tokio::test]
+async fn a_tampered_signature_or_key_is_refused() {
+    let s = setup().await;
+    let p = s.presign(Duration::from_secs(300), "image/webp", 10).await;
+    let u = url(&p);
+
+    let (head, sig) = u.split_once("X-Amz-Signature=").unwrap();
+    let (sig, tail) = sig.split_at(64);
+    let flipped_last = format!("{}{}", &sig[..63], if sig.ends_with('0') { '1' } else { '0' });
+    let tampered = format!("{head}X-Amz-Signature={flipped_last}{tail}");
+    let (status, text) = put_raw(&tampered, Some("image/webp"), vec![0; 10]).await;
+    assert_eq!(status, 403, "tampered signature: {text}");
+    assert!(text.contains("SignatureDoesNotMatch"), "{text}");
+
+    // The same signature for another user's key, or a longer expiry.
+    let other_key = u.replacen("/uploads/user-1/", "/uploads/user-2/", 1);
+    let (status, text) = put_raw(&other_key, Some("image/webp"), vec![0; 10]).await;
+    assert_eq!(status, 403, "changed key: {text}");
+    assert!(text.contains("SignatureDoesNotMatch"), "{text}");
+    let longer = u.replacen("X-Amz-Expires=300", "X-Amz-Expires=604800", 1);
+    let (status, text) = put_raw(&longer, Some("image/webp"), vec![0; 10]).await;
+    assert_eq!(status, 403, "changed expiry: {text}");
+    assert!(text.contains("SignatureDoesNotMatch"), "{text}");
+    assert_eq!(s.object_count().await, 0);
+
+    // The untouched URL still works: the refusals were about the changes.
+    assert_eq!(put(&p, vec![0; 10]).await, 200);
+}
+
+#[tokio::test]
+async fn an_expired_url_is_refused() {
+    let s = setup().await;
+    let p = s.presign(Duration::from_secs(1), "image/png", 10).await;
+    assert!(url(&p).contains("X-Amz-Expires=1&"), "{}", url(&p));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (status, text) = put_raw(url(&p), Some("image/png"), vec![0; 10]).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("AccessDenied") && text.contains("expired"), "{text}");
+    assert_eq!(s.object_count().await, 0);
+}
+
+#[tokio::test]
+async fn a_url_signed_with_other_credentials_is_refused() {
+    let mut s = setup().await;
+    let right = s.s3.clone();
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(ACCESS_KEY, "not-the-secret", None, None, "wrong"))
+        .endpoint_url(&s.server.endpoint)
+        .force_path_style(true)
+        .build();
+    s.s3 = aws_sdk_s3::Client::from_conf(config);
+    let p = s.presign(Duration::from_secs(300), "image/png", 10).await;
+    s.s3 = right;
+    assert_eq!(put(&p, vec![0; 10]).await, 403);
+    assert_eq!(s.object_count().await, 0);
+}
