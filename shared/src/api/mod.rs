@@ -12,6 +12,8 @@ use serde::Serialize;
 use crate::config::EnvReader;
 
 mod posts_errors;
+mod storage_errors;
+mod stripe_errors;
 mod token_errors;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";

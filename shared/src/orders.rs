@@ -1,0 +1,432 @@
+//! Orders and subscriptions, in DynamoDB, as payment events change them.
+//!
+//! Table `Orders`, key `id` (S): the order id the checkout puts in the PaymentIntent's
+//! `metadata.orderId`. An order is created `pending` with its items, total (integer minor units)
+//! and lowercase ISO 4217 currency, and becomes `paid` exactly once, by one conditional update
+//! that also checks the amount and currency; a refused update reads the old item
+//! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`) to say why, without a second read.
+//!
+//! Table `Subscriptions`, key `id` (S): the Stripe subscription id; `status` becomes `canceled`
+//! when Stripe says the subscription was deleted.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use serde::{Deserialize, Serialize};
+
+use crate::posts::timestamp_now;
+
+/// An order id: 1 to 64 of `A-Z a-z 0-9 - _`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OrderId(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an order id is 1 to 64 characters of A-Z, a-z, 0-9, '-' and '_'")]
+pub struct InvalidOrderId;
+
+impl OrderId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidOrderId> {
+        let ok =
+            (1..=64).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok { Ok(Self(raw.to_owned())) } else { Err(InvalidOrderId) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for OrderId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderStatus {
+    Pending,
+    Paid,
+    Canceled,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Canceled => "canceled",
+        }
+    }
+
+    fn parse(raw: &str) -> Option<Self> {
+        [OrderStatus::Pending, OrderStatus::Paid, OrderStatus::Canceled].into_iter().find(|s| s.as_str() == raw)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderItem {
+    pub name: String,
+    pub quantity: u32,
+    /// Price of one, in minor units of the order's currency.
+    pub unit_amount: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    pub id: OrderId,
+    pub status: OrderStatus,
+    /// Where the confirmation goes.
+    pub email: String,
+    /// Lowercase ISO 4217 (`eur`), as Stripe writes it.
+    pub currency: String,
+    /// In minor units.
+    pub total: i64,
+    pub items: Vec<OrderItem>,
+    pub created_at: String,
+    pub paid_at: Option<String>,
+    /// The PaymentIntent that paid the order.
+    pub payment_intent_id: Option<String>,
+}
+
+/// A successful payment, as the webhook saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payment {
+    pub intent_id: String,
+    /// Minor units received.
+    pub amount: i64,
+    pub currency: String,
+}
+
+/// What marking an order paid did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MarkPaid {
+    /// This call moved the order from pending to paid.
+    Paid(Order),
+    /// It was already paid by this same PaymentIntent: an earlier attempt's effect (the work
+    /// after it, such as the confirmation email, may still be due).
+    AlreadyPaidByThisPayment(Order),
+    /// No such order.
+    NotFound,
+    /// The order is not pending (paid by another PaymentIntent, or canceled).
+    NotPending(Order),
+    /// The order is pending but the payment does not match its total or currency.
+    AmountMismatch(Order),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelSubscription {
+    Canceled,
+    NotFound,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrdersError {
+    #[error("dynamodb: {0}")]
+    Store(String),
+    #[error("stored item is malformed: {0}")]
+    Malformed(String),
+}
+
+fn store_err<E: std::fmt::Display>(e: E) -> OrdersError {
+    OrdersError::Store(e.to_string())
+}
+
+#[derive(Clone, Debug)]
+pub struct OrdersRepo {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl OrdersRepo {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Writes an order as given, unconditionally (checkout, seeding and tests).
+    pub async fn put(&self, order: &Order) -> Result<(), OrdersError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(order_to_item(order)))
+            .send()
+            .await
+            .map_err(|e| store_err(e.into_service_error()))?;
+        Ok(())
+    }
+
+    /// Creates an order; `Ok(false)` if the id exists.
+    pub async fn create(&self, order: &Order) -> Result<bool, OrdersError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(order_to_item(order)))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => match e.into_service_error() {
+                PutItemError::ConditionalCheckFailedException(_) => Ok(false),
+                other => Err(store_err(other)),
+            },
+        }
+    }
+
+    pub async fn get(&self, id: &OrderId) -> Result<Option<Order>, OrdersError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(id.0.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_err(e.into_service_error()))?;
+        out.item.map(|item| order_from_item(&item)).transpose()
+    }
+
+    /// pending → paid, in one conditional update that also checks the amount and currency.
+    pub async fn mark_paid(&self, id: &OrderId, payment: &Payment) -> Result<MarkPaid, OrdersError> {
+        let currency = payment.currency.to_ascii_lowercase();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(id.0.clone()))
+            .update_expression("SET #status = :paid, paidAt = :now, paymentIntentId = :intent")
+            .condition_expression(
+                "attribute_exists(id) AND #status = :pending AND #total = :amount AND currency = :currency",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#total", "total")
+            .expression_attribute_values(":paid", AttributeValue::S(OrderStatus::Paid.as_str().into()))
+            .expression_attribute_values(":pending", AttributeValue::S(OrderStatus::Pending.as_str().into()))
+            .expression_attribute_values(":now", AttributeValue::S(timestamp_now()))
+            .expression_attribute_values(":intent", AttributeValue::S(payment.intent_id.clone()))
+            .expression_attribute_values(":amount", AttributeValue::N(payment.amount.to_string()))
+            .expression_attribute_values(":currency", AttributeValue::S(currency))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let item = out.attributes.ok_or_else(|| OrdersError::Store("update returned no attributes".into()))?;
+                Ok(MarkPaid::Paid(order_from_item(&item)?))
+            }
+            Err(e) => match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(failed) => match failed.item() {
+                    None => Ok(MarkPaid::NotFound),
+                    Some(old) => {
+                        let order = order_from_item(old)?;
+                        Ok(match order.status {
+                            OrderStatus::Paid if order.payment_intent_id.as_deref() == Some(&payment.intent_id) => {
+                                MarkPaid::AlreadyPaidByThisPayment(order)
+                            }
+                            OrderStatus::Pending => MarkPaid::AmountMismatch(order),
+                            _ => MarkPaid::NotPending(order),
+                        })
+                    }
+                },
+                other => Err(store_err(other)),
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SubscriptionsRepo {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl SubscriptionsRepo {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Writes a subscription record (`id`, `status`, optional `customerId`), unconditionally.
+    pub async fn put(&self, id: &str, status: &str, customer_id: Option<&str>) -> Result<(), OrdersError> {
+        let mut item = HashMap::from([
+            ("id".to_owned(), AttributeValue::S(id.to_owned())),
+            ("status".to_owned(), AttributeValue::S(status.to_owned())),
+            ("updatedAt".to_owned(), AttributeValue::S(timestamp_now())),
+        ]);
+        if let Some(c) = customer_id {
+            item.insert("customerId".to_owned(), AttributeValue::S(c.to_owned()));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_err(e.into_service_error()))?;
+        Ok(())
+    }
+
+    /// The stored status, or `None` when there is no such subscription.
+    pub async fn status(&self, id: &str) -> Result<Option<String>, OrdersError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_err(e.into_service_error()))?;
+        Ok(out.item.and_then(|i| i.get("status").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
+    /// Sets `status = canceled` on an existing subscription. `canceled_at` (epoch seconds, from
+    /// Stripe) is kept from the first cancellation; repeating it changes nothing else.
+    pub async fn cancel(&self, id: &str, canceled_at: Option<i64>) -> Result<CancelSubscription, OrdersError> {
+        let canceled_at = canceled_at.unwrap_or_else(|| crate::idempotency::now_ms() / 1000);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(id.to_owned()))
+            .update_expression("SET #status = :canceled, canceledAt = if_not_exists(canceledAt, :at), updatedAt = :now")
+            .condition_expression("attribute_exists(id)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":canceled", AttributeValue::S("canceled".into()))
+            .expression_attribute_values(":at", AttributeValue::N(canceled_at.to_string()))
+            .expression_attribute_values(":now", AttributeValue::S(timestamp_now()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(CancelSubscription::Canceled),
+            Err(e) => match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(_) => Ok(CancelSubscription::NotFound),
+                other => Err(store_err(other)),
+            },
+        }
+    }
+}
+
+pub(crate) fn order_to_item(order: &Order) -> HashMap<String, AttributeValue> {
+    let items = order
+        .items
+        .iter()
+        .map(|i| {
+            AttributeValue::M(HashMap::from([
+                ("name".to_owned(), AttributeValue::S(i.name.clone())),
+                ("quantity".to_owned(), AttributeValue::N(i.quantity.to_string())),
+                ("unitAmount".to_owned(), AttributeValue::N(i.unit_amount.to_string())),
+            ]))
+        })
+        .collect();
+    let mut item = HashMap::from([
+        ("id".to_owned(), AttributeValue::S(order.id.0.clone())),
+        ("status".to_owned(), AttributeValue::S(order.status.as_str().into())),
+        ("email".to_owned(), AttributeValue::S(order.email.clone())),
+        ("currency".to_owned(), AttributeValue::S(order.currency.to_ascii_lowercase())),
+        ("total".to_owned(), AttributeValue::N(order.total.to_string())),
+        ("items".to_owned(), AttributeValue::L(items)),
+        ("createdAt".to_owned(), AttributeValue::S(order.created_at.clone())),
+    ]);
+    if let Some(at) = &order.paid_at {
+        item.insert("paidAt".to_owned(), AttributeValue::S(at.clone()));
+    }
+    if let Some(pi) = &order.payment_intent_id {
+        item.insert("paymentIntentId".to_owned(), AttributeValue::S(pi.clone()));
+    }
+    item
+}
+
+fn malformed(what: impl Into<String>) -> OrdersError {
+    OrdersError::Malformed(what.into())
+}
+
+fn s<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Result<&'a String, OrdersError> {
+    item.get(name).and_then(|v| v.as_s().ok()).ok_or_else(|| malformed(format!("missing string {name}")))
+}
+
+fn n<T: std::str::FromStr>(item: &HashMap<String, AttributeValue>, name: &str) -> Result<T, OrdersError> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| malformed(format!("missing or invalid number {name}")))
+}
+
+pub(crate) fn order_from_item(item: &HashMap<String, AttributeValue>) -> Result<Order, OrdersError> {
+    let id = OrderId::parse(s(item, "id")?).map_err(|e| malformed(e.to_string()))?;
+    let status = OrderStatus::parse(s(item, "status")?).ok_or_else(|| malformed("unknown status"))?;
+    let items = match item.get("items") {
+        None => Vec::new(),
+        Some(v) => v
+            .as_l()
+            .map_err(|_| malformed("items is not a list"))?
+            .iter()
+            .map(|v| {
+                let m = v.as_m().map_err(|_| malformed("an item is not a map"))?;
+                Ok(OrderItem {
+                    name: s(m, "name")?.clone(),
+                    quantity: n(m, "quantity")?,
+                    unit_amount: n(m, "unitAmount")?,
+                })
+            })
+            .collect::<Result<_, OrdersError>>()?,
+    };
+    let opt = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    Ok(Order {
+        id,
+        status,
+        email: s(item, "email")?.clone(),
+        currency: s(item, "currency")?.clone(),
+        total: n(item, "total")?,
+        items,
+        created_at: s(item, "createdAt")?.clone(),
+        paid_at: opt("paidAt"),
+        payment_intent_id: opt("paymentIntentId"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(OrderId::parse("ord_123-ABC").is_ok());
+        for bad in ["", "a/b", "a b", "é", &"a".repeat(65)] {
+            assert_eq!(OrderId::parse(bad), Err(InvalidOrderId), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn orders_round_trip() {
+        let order = Order {
+            id: OrderId::parse("ord_1").unwrap(),
+            status: OrderStatus::Paid,
+            email: "a@example.com".into(),
+            currency: "eur".into(),
+            total: 2599,
+            items: vec![OrderItem { name: "<b>Mug</b>".into(), quantity: 2, unit_amount: 1000 }],
+            created_at: timestamp_now(),
+            paid_at: Some(timestamp_now()),
+            payment_intent_id: Some("pi_1".into()),
+        };
+        assert_eq!(order_from_item(&order_to_item(&order)).unwrap(), order);
+        let mut item = order_to_item(&order);
+        item.insert("status".into(), AttributeValue::S("lost".into()));
+        assert!(order_from_item(&item).is_err());
+    }
+}
