@@ -50,3 +50,6 @@ echo "== events/ through the real binaries (local Lambda Runtime API)"
 cargo build --workspace --bins --locked -q
 "$TARGET/debug/ops" seed >/dev/null
 "$TARGET/debug/lambda-harness" check --manifest events/manifest.json --bin-dir "$TARGET/debug" --env-file "$STACK/env"
+
+echo "== bad-input corpus against every HTTP function (4xx problem+json, no panic)"
+"$TARGET/debug/bench" corpus --bin-dir "$TARGET/debug" --env-file "$STACK/env"

@@ -2,6 +2,7 @@
 //! local Runtime API of `lambda-harness`, environment included); figures go to BENCHMARKS.md and
 //! drill results to RELIABILITY.md, each with the command that produced it.
 
+mod corpus;
 mod drills;
 mod perf;
 mod stats;
@@ -22,6 +23,16 @@ enum Cmd {
     Perf(Args),
     /// Fault drills → RELIABILITY.md; exits 1 when a drill misses its goal.
     Drill(Args),
+    /// The bad-input corpus against every HTTP function; exits 1 on any non-4xx, non-problem
+    /// answer or a panic.
+    Corpus {
+        #[arg(long)]
+        bin_dir: PathBuf,
+        #[arg(long)]
+        env_file: PathBuf,
+        #[arg(long, default_value = "events")]
+        events: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -49,6 +60,36 @@ pub struct Args {
 async fn main() {
     match Cli::parse().command {
         Cmd::Perf(args) => perf::run(&args).await,
+        Cmd::Corpus { bin_dir, env_file, events } => {
+            let env = lambda_harness::env::read_env_file(&env_file).expect("env file");
+            let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            let mut reader = shared::config::EnvReader::from_fn(|k| get(k));
+            let settings = shared::tokens::access::AccessTokenSettings::from_env(&mut reader);
+            let tokens = shared::tokens::AccessTokens::new(&settings);
+            let bearer = tokens.mint(&shared::tokens::UserId::parse("corpus-user").expect("user id")).expect("mint");
+            let base = perf::read_event(&events, "posts-read/get-hit.json");
+            let (mut passed, mut failed) = (0usize, 0usize);
+            for function in ["posts-read", "posts-write", "auth-refresh", "upload-presign", "stripe-webhook"] {
+                let bin = bin_dir.join(function);
+                if !bin.exists() {
+                    eprintln!("corpus: {} is not built", bin.display());
+                    failed += 1;
+                    continue;
+                }
+                let cases = corpus::cases(function, &base, &bearer);
+                let (ok, failures) = corpus::run(&bin, &env, &cases).await;
+                println!("{function}: {ok}/{} hostile requests answered with a 4xx problem", cases.len());
+                for f in &failures {
+                    println!("  FAIL {function}: {f}");
+                }
+                passed += ok;
+                failed += failures.len();
+            }
+            println!("{passed} passed, {failed} failed");
+            if failed > 0 {
+                std::process::exit(1);
+            }
+        }
         Cmd::Drill(args) => {
             let env = lambda_harness::env::read_env_file(&args.env_file).expect("env file");
             let hit = perf::read_event(&args.events, "posts-read/get-hit.json");
