@@ -12,6 +12,8 @@ ROOT=$PWD
 VENV=$ROOT/.venv
 # Local only: the sample events in events/ carry access tokens signed with this key.
 DEV_JWT_SECRET=dev-only-jwt-secret-not-for-production-0001
+# Local only: the sample events in events/stripe-webhook are signed with this secret.
+DEV_STRIPE_WEBHOOK_SECRET=whsec_dev_only_not_for_production_0001
 
 free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -43,6 +45,7 @@ up() {
   local origins=${ALLOWED_ORIGINS:-http://127.0.0.1:5173,http://localhost:5173}
   "$VENV/bin/python" scripts/provision.py --endpoint "$endpoint" --prefix "$prefix" \
     --param "AllowedOrigins=$origins" --param "JwtSigningSecret=$DEV_JWT_SECRET" \
+    --param "StripeWebhookSecret=$DEV_STRIPE_WEBHOOK_SECRET" \
     --set "REDIS_URL=$redis_url" --set REDIS_CLUSTER=false --set "ALLOWED_ORIGINS=$origins" \
     --set S3_FORCE_PATH_STYLE=true \
     >"$dir/functions.json"

@@ -162,8 +162,7 @@ impl fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// # Panics
-    /// Never: HMAC accepts keys of any length.
+    /// Keys every secret once; verifications clone the keyed state.
     pub fn new(settings: &VerifierSettings) -> Self {
         let keys = settings
             .secrets
