@@ -23,6 +23,8 @@ echo $! >>"$DEV/pids"
 
 {
   echo "API_URL=http://127.0.0.1:$API_PORT"
+  # cargo lambda watch serves Function URLs under /lambda-url/<function>/
+  echo "WEBHOOK_URL=http://127.0.0.1:$API_PORT/lambda-url/stripe-webhook/"
 } >>"$DEV/env"
 
 # Wait for the router, then compile posts-read once so the first request is not a cold build.
