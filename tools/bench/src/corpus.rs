@@ -169,7 +169,9 @@ pub fn cases(function: &str, base: &Value, bearer: &str) -> Vec<Case> {
                 "t=1600000000,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd",
             ),
             ("no timestamp", "v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd"),
-            ("garbage", "\u{1}\u{2}==,,,"),
+            // Control characters cannot reach a function: HTTP front doors refuse such header
+            // values and lambda_http cannot represent them; printable garbage can.
+            ("garbage", "==,,,t=,v1=,=v1,t=abc"),
             ("huge", long_header.as_str()),
         ] {
             push(
