@@ -1,7 +1,7 @@
 # The two commands: `make dev` runs the whole bundle locally, `make test` runs every test.
 # Both install what is missing on a fresh Debian machine (scripts/bootstrap.sh).
 SHELL := /bin/bash
-.PHONY: dev down test bench drill build fmt
+.PHONY: dev down test bench drill fuzz build fmt
 
 dev:
 	scripts/dev.sh
@@ -17,6 +17,9 @@ bench:
 
 drill:
 	scripts/drill.sh
+
+fuzz:
+	scripts/fuzz.sh
 
 # arm64 bootstraps for every function, through SAM's rust-cargolambda build (cargo-lambda + zig).
 build:

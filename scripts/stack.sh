@@ -46,6 +46,7 @@ up() {
   "$VENV/bin/python" scripts/provision.py --endpoint "$endpoint" --prefix "$prefix" \
     --param "AllowedOrigins=$origins" --param "JwtSigningSecret=$DEV_JWT_SECRET" \
     --param "StripeWebhookSecret=$DEV_STRIPE_WEBHOOK_SECRET" \
+    --param "EmailFromAddress=no-reply@example.com" --param "SesIdentity=example.com" \
     --set "REDIS_URL=$redis_url" --set REDIS_CLUSTER=false --set "ALLOWED_ORIGINS=$origins" \
     --set S3_FORCE_PATH_STYLE=true \
     >"$dir/functions.json"

@@ -116,7 +116,9 @@ struct Wire {
     #[serde(flatten)]
     content: EmailContent,
     to: EmailAddress,
-    idempotency_key: String,
+    /// Required by [`EmailJob::from_json`]; [`EmailJob::from_json_or_key`] supplies a default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,7 +155,7 @@ impl EmailJob {
             v: VERSION,
             content: self.content.clone(),
             to: self.to.clone(),
-            idempotency_key: self.idempotency_key.clone(),
+            idempotency_key: Some(self.idempotency_key.clone()),
         };
         // Strings, integers and enums only: serialisation cannot fail.
         serde_json::to_string(&wire).unwrap_or_default()
@@ -162,6 +164,16 @@ impl EmailJob {
     /// Reads a message body: the version first (so a newer producer's message is reported as
     /// such, not as a shape error), then the rest.
     pub fn from_json(body: &str) -> Result<Self, InvalidEmailJob> {
+        Self::parse(body, None)
+    }
+
+    /// [`from_json`](Self::from_json) for a consumer that has a key of its own for messages that
+    /// carry none (email-sender uses the SQS message id): `idempotencyKey` may then be left out.
+    pub fn from_json_or_key(body: &str, default_key: &str) -> Result<Self, InvalidEmailJob> {
+        Self::parse(body, Some(default_key))
+    }
+
+    fn parse(body: &str, default_key: Option<&str>) -> Result<Self, InvalidEmailJob> {
         #[derive(Deserialize)]
         struct Version {
             v: u32,
@@ -172,7 +184,12 @@ impl EmailJob {
             return Err(InvalidEmailJob::Version(version.v));
         }
         let wire: Wire = serde_json::from_str(body).map_err(|e| InvalidEmailJob::Shape(e.to_string()))?;
-        Self::new(wire.to, wire.content, wire.idempotency_key)
+        let key = match (wire.idempotency_key, default_key) {
+            (Some(key), _) => key,
+            (None, Some(default)) => default.to_owned(),
+            (None, None) => return Err(InvalidEmailJob::Shape("missing field `idempotencyKey`".into())),
+        };
+        Self::new(wire.to, wire.content, key)
     }
 }
 
@@ -267,6 +284,18 @@ mod tests {
             EmailJob::from_json(&good.replace("order_confirmation:ord_1", &"k".repeat(129))),
             Err(InvalidEmailJob::Key)
         );
+    }
+
+    #[test]
+    fn a_consumer_may_supply_the_missing_key() {
+        let good = confirmation().to_json();
+        let keyless = good.replace(r#","idempotencyKey":"order_confirmation:ord_1""#, "");
+        assert_ne!(keyless, good);
+        assert!(matches!(EmailJob::from_json(&keyless), Err(InvalidEmailJob::Shape(_))));
+        assert_eq!(EmailJob::from_json_or_key(&keyless, "sqs:m1").unwrap().idempotency_key, "sqs:m1");
+        // A key in the message wins; the default is checked like any key.
+        assert_eq!(EmailJob::from_json_or_key(&good, "sqs:m1").unwrap(), confirmation());
+        assert_eq!(EmailJob::from_json_or_key(&keyless, ""), Err(InvalidEmailJob::Key));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::config::EnvReader;
 
+mod outbound_errors;
 mod posts_errors;
 mod storage_errors;
 mod stripe_errors;

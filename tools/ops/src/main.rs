@@ -1,9 +1,17 @@
-//! Operator CLI for the bundle: seed demo data, mint a session for a user, revoke a user's sessions
-//! (later: replay the DLQ). Reads the same environment as the functions (`.dev/env` locally; AWS_*
-//! for endpoints, REDIS_* and JWT_* for sessions), so what it mints the functions accept.
+//! Operator CLI for the bundle: seed demo data, mint a session for a user, revoke a user's sessions,
+//! replay a dead-letter queue, and (for `make dev`) feed a local queue to a function the way
+//! Lambda's event source mapping does. Reads the same environment as the functions (`.dev/env`
+//! locally; AWS_* for endpoints, REDIS_* and JWT_* for sessions), so what it mints the functions
+//! accept.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
+use aws_lambda_events::encodings::Base64Data;
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName};
 use clap::{Parser, Subcommand};
 use shared::clients::{AwsClients, RedisSettings, RedisStore, load_sdk_config};
 use shared::config::{EnvReader, exit_on_error};
@@ -20,7 +28,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Writes demo posts "1".."N" into POSTS_TABLE (every third one unpublished).
+    /// Writes demo posts "1".."N" into POSTS_TABLE (every third one unpublished) and, when
+    /// ORDERS_TABLE / SUBSCRIPTIONS_TABLE are set, the pending order `ord_demo_1` and the active
+    /// subscription `sub_demo_1` that events/stripe-webhook pays and cancels.
     Seed {
         #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=500))]
         count: u32,
@@ -35,6 +45,34 @@ enum Command {
     Revoke {
         #[arg(long, value_parser = parse_user_id)]
         user_id: UserId,
+    },
+    /// Moves messages from a dead-letter queue back to a queue (send, then delete), keeping their
+    /// body and message attributes. Prints {"moved": N}.
+    DlqReplay {
+        /// The dead-letter queue's URL.
+        #[arg(long)]
+        from: String,
+        /// The queue to put the messages back on.
+        #[arg(long)]
+        to: String,
+        /// Move at most this many messages (default: until the dead-letter queue is empty).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max: Option<u64>,
+    },
+    /// Feeds a queue to a function like Lambda's SQS event source mapping: long-polls batches,
+    /// POSTs each as an SQS event to the function's invoke URL, and deletes the messages the
+    /// function did not list in batchItemFailures. Runs until killed (`make dev`).
+    PollQueue {
+        #[arg(long)]
+        queue_url: String,
+        /// For example http://127.0.0.1:9000/2015-03-31/functions/email-sender/invocations.
+        #[arg(long)]
+        invoke_url: String,
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=10))]
+        batch_size: u8,
+        /// Long-poll wait, in seconds.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=20))]
+        wait: u8,
     },
 }
 
@@ -62,6 +100,26 @@ fn fail(command: &str, e: impl std::fmt::Display) -> ! {
 }
 
 /// Demo posts one hour apart, newest last; every third is a draft, which readers never see.
+/// The pending order that `events/stripe-webhook/payment-succeeded.json` pays (2599 eur), so
+/// that under `make dev` the webhook leads to a real order confirmation email.
+fn demo_order() -> shared::orders::Order {
+    use shared::orders::{Order, OrderId, OrderItem, OrderStatus};
+    Order {
+        id: OrderId::parse("ord_demo_1").expect("valid order id"),
+        status: OrderStatus::Pending,
+        email: "customer@example.com".into(),
+        currency: "eur".into(),
+        total: 2599,
+        items: vec![
+            OrderItem { name: "Rust mug".into(), quantity: 1, unit_amount: 1599 },
+            OrderItem { name: "Sticker <b>pack</b>".into(), quantity: 2, unit_amount: 500 },
+        ],
+        created_at: shared::posts::timestamp_now(),
+        paid_at: None,
+        payment_intent_id: None,
+    }
+}
+
 fn demo_posts(count: u32) -> Vec<Post> {
     let start = time::OffsetDateTime::now_utc() - time::Duration::hours(i64::from(count));
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
@@ -82,6 +140,171 @@ fn demo_posts(count: u32) -> Vec<Post> {
         .collect()
 }
 
+/// An SQS client whose timeouts allow long polling (the functions' clients cut an attempt at 2 s).
+async fn sqs_client() -> aws_sdk_sqs::Client {
+    let sdk = load_sdk_config().await;
+    let timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .operation_timeout(Duration::from_secs(60))
+        .build();
+    aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(&sdk).timeout_config(timeouts).build())
+}
+
+fn base64_data(bytes: Vec<u8>) -> Base64Data {
+    let mut data = Base64Data::default();
+    *data = bytes;
+    data
+}
+
+/// The record Lambda's event source mapping makes of a received message.
+fn sqs_record(message: &Message, queue_arn: &str) -> SqsMessage {
+    let mut record = SqsMessage::default();
+    record.message_id = message.message_id.clone();
+    record.receipt_handle = message.receipt_handle.clone();
+    record.body = message.body.clone();
+    record.md5_of_body = message.md5_of_body.clone();
+    record.md5_of_message_attributes = message.md5_of_message_attributes.clone();
+    record.attributes = message
+        .attributes
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| (name.as_str().to_owned(), value))
+        .collect();
+    record.message_attributes = shared::email::dlq::sendable_attributes(message)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| {
+            let mut attribute = SqsMessageAttribute::default();
+            attribute.data_type = Some(value.data_type);
+            attribute.string_value = value.string_value;
+            attribute.binary_value = value.binary_value.map(|b| base64_data(b.into_inner()));
+            attribute.string_list_values = value.string_list_values.unwrap_or_default();
+            attribute.binary_list_values =
+                value.binary_list_values.unwrap_or_default().into_iter().map(|b| base64_data(b.into_inner())).collect();
+            (name, attribute)
+        })
+        .collect();
+    record.event_source = Some("aws:sqs".into());
+    record.event_source_arn = Some(queue_arn.to_owned());
+    // arn:aws:sqs:REGION:ACCOUNT:NAME
+    record.aws_region = queue_arn.split(':').nth(3).map(str::to_owned);
+    record
+}
+
+/// Which records of a batch failed, read from the function's answer the way Lambda reads it: an
+/// error, an unreadable answer, or a failure entry that names no record of the batch fails the
+/// whole batch; no (or an empty) `batchItemFailures` means every record succeeded.
+fn failed_records(status: u16, function_error: bool, body: &[u8], batch: &HashSet<String>) -> HashSet<String> {
+    let everything = || batch.clone();
+    if !(200..300).contains(&status) || function_error {
+        return everything();
+    }
+    let text = String::from_utf8_lossy(body);
+    if text.trim().is_empty() || text.trim() == "null" {
+        return HashSet::new();
+    }
+    let Ok(answer) = serde_json::from_str::<serde_json::Value>(&text) else { return everything() };
+    if answer.get("errorType").is_some() || answer.get("errorMessage").is_some() {
+        return everything();
+    }
+    let Some(failures) = answer.get("batchItemFailures").filter(|f| !f.is_null()) else { return HashSet::new() };
+    let Some(failures) = failures.as_array() else { return everything() };
+    let mut failed = HashSet::new();
+    for failure in failures {
+        match failure.get("itemIdentifier").and_then(|id| id.as_str()) {
+            Some(id) if batch.contains(id) => {
+                failed.insert(id.to_owned());
+            }
+            _ => return everything(),
+        }
+    }
+    failed
+}
+
+async fn poll_queue(queue_url: &str, invoke_url: &str, batch_size: u8, wait: u8) -> ! {
+    let sqs = sqs_client().await;
+    let http = reqwest::Client::builder()
+        // The first invocation under `cargo lambda watch` includes compiling the function.
+        .timeout(Duration::from_secs(900))
+        .build()
+        .unwrap_or_else(|e| fail("poll-queue", e));
+    let queue_arn = loop {
+        match sqs.get_queue_attributes().queue_url(queue_url).attribute_names(QueueAttributeName::QueueArn).send().await
+        {
+            Ok(out) => {
+                if let Some(arn) = out.attributes.and_then(|mut a| a.remove(&QueueAttributeName::QueueArn)) {
+                    break arn;
+                }
+                fail("poll-queue", format!("{queue_url} has no QueueArn"));
+            }
+            Err(e) => {
+                eprintln!("ops poll-queue: {queue_url}: {}", DisplayErrorContext(&e));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    eprintln!("ops poll-queue: {queue_arn} -> {invoke_url}");
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(i32::from(batch_size))
+            .wait_time_seconds(i32::from(wait))
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await;
+        let messages = match received {
+            Ok(out) => out.messages.unwrap_or_default(),
+            Err(e) => {
+                eprintln!("ops poll-queue: receive: {}", DisplayErrorContext(&e));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        let mut event = SqsEvent::default();
+        event.records = messages.iter().map(|m| sqs_record(m, &queue_arn)).collect();
+        let batch: HashSet<String> = messages.iter().filter_map(|m| m.message_id.clone()).collect();
+        let failed = match http.post(invoke_url).json(&event).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let function_error = response.headers().contains_key("x-amz-function-error");
+                let body = response.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+                failed_records(status, function_error, &body, &batch)
+            }
+            Err(e) => {
+                eprintln!("ops poll-queue: invoke: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                batch.clone()
+            }
+        };
+        let entries: Vec<DeleteMessageBatchRequestEntry> = messages
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.message_id.as_ref().is_some_and(|id| !failed.contains(id)))
+            .filter_map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .set_receipt_handle(m.receipt_handle.clone())
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let deleted = entries.len();
+        if !entries.is_empty()
+            && let Err(e) = sqs.delete_message_batch().queue_url(queue_url).set_entries(Some(entries)).send().await
+        {
+            eprintln!("ops poll-queue: delete: {}", DisplayErrorContext(&e));
+        }
+        println!("{}", serde_json::json!({ "received": messages.len(), "deleted": deleted, "failed": failed.len() }));
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let cli = Cli::parse();
@@ -91,6 +314,7 @@ async fn main() {
             let table = env.required("POSTS_TABLE", "the DynamoDB posts table name");
             let table = exit_on_error(env.finish(table));
             let aws = AwsClients::new(&load_sdk_config().await, true);
+            let repo_client = aws.dynamodb.clone();
             let repo = PostsRepo::new(aws.dynamodb, table);
             for post in demo_posts(count) {
                 if let Err(e) = repo.put(&post).await {
@@ -98,7 +322,28 @@ async fn main() {
                     std::process::exit(1);
                 }
             }
-            println!("{}", serde_json::json!({ "seeded": count, "table": repo.table() }));
+            let orders = match std::env::var("ORDERS_TABLE") {
+                Ok(orders_table) if !orders_table.is_empty() => {
+                    let orders = shared::orders::OrdersRepo::new(repo_client.clone(), orders_table);
+                    if let Err(e) = orders.put(&demo_order()).await {
+                        eprintln!("ops seed: {e}");
+                        std::process::exit(1);
+                    }
+                    1
+                }
+                _ => 0,
+            };
+            if let Ok(table) = std::env::var("SUBSCRIPTIONS_TABLE")
+                && !table.is_empty()
+            {
+                // The subscription events/stripe-webhook/subscription-deleted.json cancels.
+                let subscriptions = shared::orders::SubscriptionsRepo::new(repo_client.clone(), table);
+                if let Err(e) = subscriptions.put("sub_demo_1", "active", Some("cus_demo_1")).await {
+                    eprintln!("ops seed: {e}");
+                    std::process::exit(1);
+                }
+            }
+            println!("{}", serde_json::json!({ "seeded": count, "table": repo.table(), "orders": orders }));
         }
         Command::Session { user_id } => match sessions("session").start(&user_id).await {
             Ok(session) => println!(
@@ -114,6 +359,17 @@ async fn main() {
             Ok(revoked) => println!("{}", serde_json::json!({ "userId": user_id, "revoked": revoked })),
             Err(e) => fail("revoke", e),
         },
+        Command::DlqReplay { from, to, max } => {
+            let sqs = sqs_client().await;
+            let max = max.map(|m| usize::try_from(m).unwrap_or(usize::MAX));
+            match shared::email::dlq::replay(&sqs, &from, &to, max).await {
+                Ok(report) => println!("{}", serde_json::json!({ "moved": report.moved })),
+                Err(e) => fail("dlq-replay", e),
+            }
+        }
+        Command::PollQueue { queue_url, invoke_url, batch_size, wait } => {
+            poll_queue(&queue_url, &invoke_url, batch_size, wait).await
+        }
     }
 }
 
@@ -133,5 +389,70 @@ mod tests {
         assert!(matches!(ok.command, Command::Session { user_id } if user_id.as_str() == "user-1"));
         assert!(Cli::try_parse_from(["ops", "revoke", "--user-id", "{bad}"]).is_err());
         assert!(Cli::try_parse_from(["ops", "session"]).is_err());
+    }
+
+    #[test]
+    fn replay_and_poller_arguments() {
+        let ok =
+            Cli::try_parse_from(["ops", "dlq-replay", "--from", "http://q/dlq", "--to", "http://q/main", "--max", "3"]);
+        assert!(matches!(ok.unwrap().command, Command::DlqReplay { max: Some(3), .. }));
+        assert!(Cli::try_parse_from(["ops", "dlq-replay", "--from", "a", "--to", "b", "--max", "0"]).is_err());
+        assert!(Cli::try_parse_from(["ops", "dlq-replay", "--from", "a"]).is_err());
+        let poll = Cli::try_parse_from(["ops", "poll-queue", "--queue-url", "q", "--invoke-url", "u"]).unwrap();
+        assert!(matches!(poll.command, Command::PollQueue { batch_size: 10, wait: 1, .. }));
+        assert!(
+            Cli::try_parse_from(["ops", "poll-queue", "--queue-url", "q", "--invoke-url", "u", "--batch-size", "11"])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn batch_answers_are_read_as_lambda_reads_them() {
+        let batch: HashSet<String> = ["a", "b", "c"].into_iter().map(String::from).collect();
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<HashSet<_>>();
+        let read = |status, error, body: &str| failed_records(status, error, body.as_bytes(), &batch);
+        assert_eq!(read(200, false, r#"{"batchItemFailures":[{"itemIdentifier":"b"}]}"#), ids(&["b"]));
+        assert_eq!(read(200, false, r#"{"batchItemFailures":[]}"#), ids(&[]));
+        assert_eq!(read(200, false, r#"{}"#), ids(&[]));
+        assert_eq!(read(200, false, ""), ids(&[]));
+        assert_eq!(read(200, false, "null"), ids(&[]));
+        // Whole-batch failures.
+        for (status, error, body) in [
+            (200, false, r#"{"batchItemFailures":[{"itemIdentifier":"zzz"}]}"#),
+            (200, false, r#"{"batchItemFailures":[{"itemIdentifier":""}]}"#),
+            (200, false, r#"{"batchItemFailures":[{"id":"a"}]}"#),
+            (200, false, r#"{"errorType":"Panic","errorMessage":"boom"}"#),
+            (200, true, r#"{"batchItemFailures":[]}"#),
+            (200, false, "not json"),
+            (502, false, ""),
+        ] {
+            assert_eq!(read(status, error, body), batch, "{status} {error} {body}");
+        }
+    }
+
+    #[test]
+    fn records_look_like_the_event_source_mappings() {
+        let message = Message::builder()
+            .message_id("m1")
+            .receipt_handle("rh")
+            .body("{}")
+            .attributes(MessageSystemAttributeName::ApproximateReceiveCount, "2")
+            .message_attributes(
+                "source",
+                aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("checkout")
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        let record = serde_json::to_value(sqs_record(&message, "arn:aws:sqs:eu-west-1:123456789012:q")).unwrap();
+        assert_eq!(record["messageId"], "m1");
+        assert_eq!(record["eventSource"], "aws:sqs");
+        assert_eq!(record["eventSourceARN"], "arn:aws:sqs:eu-west-1:123456789012:q");
+        assert_eq!(record["awsRegion"], "eu-west-1");
+        assert_eq!(record["attributes"]["ApproximateReceiveCount"], "2");
+        assert_eq!(record["messageAttributes"]["source"]["stringValue"], "checkout");
+        assert_eq!(record["messageAttributes"]["source"]["dataType"], "String");
     }
 }

@@ -1,0 +1,330 @@
+//! A batch of SQS records in, the ids of the records that failed out.
+//!
+//! Each record is one email job. It is parsed, rendered, claimed in the idempotency table under
+//! `email:{idempotencyKey}` (the SQS message id when the job has no key), sent, and the claim
+//! completed; a failed send releases the claim so the next delivery tries again. A key that is
+//! already COMPLETED is a redelivery: success, nothing sent. A key another invocation holds is a
+//! failure to retry later.
+//!
+//! Every failure, transient (throttling, 5xx, timeouts, a key held elsewhere) or permanent (an
+//! unparseable body, an unknown template, an invalid address, a rejected sender), is reported in
+//! `batchItemFailures`, so the queue redelivers it and, after `maxReceiveCount` receives, moves it
+//! to the dead-letter queue: nothing is dropped. The log says which kind each failure is and why.
+//!
+//! Standard queues: records run concurrently, at most `EMAIL_CONCURRENCY` at a time. FIFO queues
+//! (the source ARN ends in `.fifo`): records run in order and the first failure stops the batch;
+//! it and every later record are reported, so none overtakes an earlier one of its group.
+//! Records that would start too close to the invocation's deadline are not started but reported,
+//! so a slow batch never times out as a whole.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::StreamExt;
+use shared::clients::AwsClients;
+use shared::email::transport::{self, SendOptions, Transport};
+use shared::email::{FailureKind, Templates};
+use shared::email_jobs::{EmailAddress, EmailJob};
+use shared::idempotency::{Claim, IdempotencyStore, now_ms};
+
+use crate::settings::Settings;
+
+/// A record is not started with less than this left before the deadline.
+pub const START_RESERVE: Duration = Duration::from_millis(1500);
+/// A send must be over this long before the deadline, to leave time to release or complete the
+/// claim and answer.
+pub const SEND_RESERVE: Duration = Duration::from_millis(500);
+
+/// Lambda's longest timeout: no deadline is further away than this.
+pub const MAX_INVOCATION: Duration = Duration::from_secs(15 * 60);
+
+/// 2001-09-09 in epoch milliseconds: a "deadline" below this is a duration (see
+/// [`Deadline::from_epoch_ms`]).
+const RELATIVE_BELOW_MS: u64 = 1_000_000_000_000;
+
+/// The invocation's deadline in the two forms the layers need: an `Instant` for timeouts and
+/// epoch milliseconds for the idempotency claim (which other invocations read).
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline {
+    pub at: Instant,
+    pub epoch_ms: i64,
+}
+
+impl Deadline {
+    /// From the Lambda context's deadline (epoch milliseconds). `cargo lambda watch` sends its
+    /// invoke timeout there instead (600000): a value that is no epoch time of this century is
+    /// read as milliseconds from now.
+    pub fn from_epoch_ms(deadline_ms: u64) -> Self {
+        if deadline_ms < RELATIVE_BELOW_MS {
+            return Self::after(Duration::from_millis(deadline_ms));
+        }
+        let now = now_ms();
+        let latest = now.saturating_add(MAX_INVOCATION.as_millis() as i64);
+        let epoch_ms = i64::try_from(deadline_ms).unwrap_or(i64::MAX).min(latest);
+        let left = u64::try_from(epoch_ms.saturating_sub(now)).unwrap_or(0);
+        Self { at: Instant::now() + Duration::from_millis(left), epoch_ms }
+    }
+
+    /// `d` from now (at most [`MAX_INVOCATION`]).
+    pub fn after(d: Duration) -> Self {
+        let d = d.min(MAX_INVOCATION);
+        Self { at: Instant::now() + d, epoch_ms: now_ms().saturating_add(d.as_millis() as i64) }
+    }
+
+    pub fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+}
+
+#[derive(Clone)]
+pub struct State {
+    pub templates: Arc<Templates>,
+    pub transport: Arc<dyn Transport>,
+    pub idempotency: IdempotencyStore,
+    pub from: EmailAddress,
+    pub concurrency: usize,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("transport", &self.transport.name())
+            .field("from", &self.from)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("email templates: {0}")]
+    Templates(#[from] shared::email::RenderError),
+    #[error("email transport: {0}")]
+    Transport(#[from] shared::outbound::OutboundError),
+}
+
+impl State {
+    /// Everything built once: templates parsed, the transport `EMAIL_TRANSPORT` names (with its
+    /// HTTP client), the idempotency store.
+    pub fn new(settings: &Settings, aws: &AwsClients) -> Result<Self, InitError> {
+        let transport = transport::from_settings(&settings.email, &aws.sesv2)?;
+        Self::with_transport(settings, aws, transport)
+    }
+
+    /// [`new`](Self::new) with a transport of the caller's choosing.
+    pub fn with_transport(
+        settings: &Settings,
+        aws: &AwsClients,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Self, InitError> {
+        Ok(Self {
+            templates: Arc::new(Templates::new(settings.email.app_url.clone())?),
+            transport,
+            idempotency: IdempotencyStore::new(aws.dynamodb.clone(), &settings.idempotency),
+            from: settings.email.from.clone(),
+            concurrency: settings.concurrency.max(1),
+        })
+    }
+}
+
+/// What became of a record that did not fail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Done {
+    Sent {
+        template: &'static str,
+        provider_id: Option<String>,
+    },
+    /// Sent before (the key is COMPLETED): nothing sent now.
+    Duplicate {
+        template: &'static str,
+    },
+}
+
+/// Why a record failed, and whether a retry may help.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub reason: String,
+    /// The job's template, when the message could be read that far.
+    pub template: Option<&'static str>,
+}
+
+impl Failure {
+    fn transient(reason: impl Into<String>) -> Self {
+        Self { kind: FailureKind::Transient, reason: reason.into(), template: None }
+    }
+    fn permanent(reason: impl Into<String>) -> Self {
+        Self { kind: FailureKind::Permanent, reason: reason.into(), template: None }
+    }
+    fn of(mut self, template: &'static str) -> Self {
+        self.template = Some(template);
+        self
+    }
+}
+
+/// The batch: returns the ids of the failed records only.
+pub async fn handle(state: &State, event: SqsEvent, deadline: Deadline) -> SqsBatchResponse {
+    let records = event.records;
+    let fifo = records.iter().any(|r| r.event_source_arn.as_deref().is_some_and(|arn| arn.ends_with(".fifo")));
+    let mut response = SqsBatchResponse::default();
+    let (mut sent, mut duplicates) = (0usize, 0usize);
+    let mut count = |result: &Result<Done, Failure>| match result {
+        Ok(Done::Sent { .. }) => sent += 1,
+        Ok(Done::Duplicate { .. }) => duplicates += 1,
+        Err(_) => {}
+    };
+
+    if fifo {
+        let mut stopped = false;
+        for record in &records {
+            if stopped {
+                tracing::warn!(
+                    message_id = record.message_id.as_deref(),
+                    "not processed: an earlier record of this FIFO batch failed"
+                );
+                response.add_failure(record.message_id.clone().unwrap_or_default());
+                continue;
+            }
+            let result = process_logged(state, record, deadline).await;
+            count(&result);
+            if result.is_err() {
+                stopped = true;
+                response.add_failure(record.message_id.clone().unwrap_or_default());
+            }
+        }
+    } else {
+        let results: Vec<(Option<String>, Result<Done, Failure>)> = futures::stream::iter(records.iter())
+            .map(|record| async move { (record.message_id.clone(), process_logged(state, record, deadline).await) })
+            .buffered(state.concurrency)
+            .collect()
+            .await;
+        for (message_id, result) in results {
+            count(&result);
+            if result.is_err() {
+                // A record without an id cannot be named; an empty id makes Lambda retry the
+                // whole batch, which loses nothing (the sent ones are duplicates next time).
+                response.add_failure(message_id.unwrap_or_default());
+            }
+        }
+    }
+    tracing::info!(
+        records = records.len(),
+        sent,
+        duplicates,
+        failed = response.batch_item_failures.len(),
+        fifo,
+        "email batch done"
+    );
+    response
+}
+
+/// [`process`] with one log line per record saying what happened.
+async fn process_logged(state: &State, record: &SqsMessage, deadline: Deadline) -> Result<Done, Failure> {
+    let message_id = record.message_id.as_deref().unwrap_or("");
+    let receive_count = record.attributes.get("ApproximateReceiveCount").map(String::as_str);
+    let result = process(state, record, deadline).await;
+    match &result {
+        Ok(Done::Sent { template, provider_id }) => tracing::info!(
+            message_id,
+            template,
+            provider_id = provider_id.as_deref(),
+            transport = state.transport.name(),
+            "email sent"
+        ),
+        Ok(Done::Duplicate { template }) => {
+            tracing::info!(message_id, template, "email already sent for this key; not sent again")
+        }
+        Err(Failure { kind: FailureKind::Transient, reason, template }) => tracing::warn!(
+            message_id,
+            template,
+            receive_count,
+            failure = "transient",
+            reason = %reason,
+            "email job failed; the queue will deliver it again"
+        ),
+        Err(Failure { kind: FailureKind::Permanent, reason, template }) => tracing::error!(
+            message_id,
+            template,
+            receive_count,
+            failure = "permanent",
+            reason = %reason,
+            "email job failed and will fail again; it reaches the dead-letter queue after maxReceiveCount receives"
+        ),
+    }
+    result
+}
+
+/// One record: parse, render, claim, send, complete (or release).
+pub async fn process(state: &State, record: &SqsMessage, deadline: Deadline) -> Result<Done, Failure> {
+    let left = deadline.remaining();
+    if left < START_RESERVE {
+        return Err(Failure::transient(format!(
+            "not started: {} ms left before the invocation's deadline",
+            left.as_millis()
+        )));
+    }
+    let message_id = record.message_id.as_deref().unwrap_or("");
+    let body = record.body.as_deref().ok_or_else(|| Failure::permanent("the message has no body"))?;
+    let job = EmailJob::from_json_or_key(body, &format!("sqs:{message_id}"))
+        .map_err(|e| Failure::permanent(format!("unusable message: {e}")))?;
+    let template = job.content.template();
+    let message = state
+        .templates
+        .render(&job, &state.from)
+        .map_err(|e| Failure::permanent(format!("cannot render: {e}")).of(template))?;
+
+    let key = format!("email:{}", job.idempotency_key);
+    let claim = match state.idempotency.claim(&key, deadline.epoch_ms).await {
+        Ok(Claim::Acquired(claim)) => claim,
+        Ok(Claim::Completed) => return Ok(Done::Duplicate { template }),
+        Ok(Claim::InProgress(held)) => return Err(Failure::transient(held.to_string()).of(template)),
+        Err(e) => return Err(Failure::transient(format!("idempotency store: {e}")).of(template)),
+    };
+
+    let options = SendOptions {
+        idempotency_key: job.idempotency_key.clone(),
+        deadline: Some(deadline.at.checked_sub(SEND_RESERVE).unwrap_or(deadline.at)),
+    };
+    match state.transport.send(&message, &options).await {
+        Ok(sent) => {
+            if let Err(e) = state.idempotency.complete(&claim).await {
+                // The email went out: reporting a failure would send it again. The claim lapses
+                // at this invocation's deadline; only a new message with the same key could
+                // send it twice after that.
+                tracing::error!(key = %key, error = %e, "email sent but its idempotency record was not completed");
+            }
+            Ok(Done::Sent { template, provider_id: sent.provider_id })
+        }
+        Err(e) => {
+            if let Err(release) = state.idempotency.release(&claim).await {
+                tracing::warn!(key = %key, error = %release, "could not release the claim; it lapses at the deadline");
+            }
+            Err(Failure { kind: e.kind, reason: e.to_string(), template: Some(template) })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_from_the_lambda_context() {
+        let d = Deadline::from_epoch_ms((now_ms() + 5_000) as u64);
+        let left = d.remaining();
+        assert!(left > Duration::from_millis(4_800) && left <= Duration::from_secs(5), "{left:?}");
+        let past = Deadline::from_epoch_ms((now_ms() - 1_000) as u64);
+        assert_eq!(past.remaining(), Duration::ZERO);
+        // cargo lambda watch's "deadline" is its timeout.
+        let relative = Deadline::from_epoch_ms(600_000);
+        assert!(relative.remaining() > Duration::from_secs(599), "{:?}", relative.remaining());
+        assert!((relative.epoch_ms - now_ms() - 600_000).abs() < 100);
+        // Nonsense far in the future is capped rather than overflowing.
+        let capped = Deadline::from_epoch_ms(u64::MAX);
+        assert!(capped.remaining() <= MAX_INVOCATION);
+        assert!(capped.epoch_ms <= now_ms() + MAX_INVOCATION.as_millis() as i64);
+        let after = Deadline::after(Duration::from_secs(2));
+        assert!((after.epoch_ms - now_ms() - 2_000).abs() < 100);
+    }
+}

@@ -1,0 +1,48 @@
+//! email-sender configuration, from the environment.
+
+use shared::config::{ConfigError, EnvReader};
+use shared::email::EmailSettings;
+use shared::idempotency::IdempotencySettings;
+
+/// Records of one batch processed at the same time, unless `EMAIL_CONCURRENCY` says otherwise.
+pub const DEFAULT_CONCURRENCY: u64 = 8;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub email: EmailSettings,
+    pub idempotency: IdempotencySettings,
+    /// How many records of a batch are in flight at once (FIFO batches: one).
+    pub concurrency: usize,
+}
+
+impl Settings {
+    pub fn from_env(mut env: EnvReader<'_>) -> Result<Self, ConfigError> {
+        let settings = Settings {
+            email: EmailSettings::from_env(&mut env),
+            idempotency: IdempotencySettings::from_env(&mut env),
+            concurrency: env.int_in("EMAIL_CONCURRENCY", DEFAULT_CONCURRENCY, 1..=64) as usize,
+        };
+        env.finish(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_every_missing_variable() {
+        let vars = |k: &str| match k {
+            "EMAIL_FROM" => Some("shop@example.com".to_owned()),
+            "APP_URL" => Some("https://app.example.com".to_owned()),
+            "IDEMPOTENCY_TABLE" => Some("t".to_owned()),
+            _ => None,
+        };
+        let s = Settings::from_env(EnvReader::from_fn(vars)).unwrap();
+        assert_eq!(s.concurrency, 8);
+        let err =
+            Settings::from_env(EnvReader::from_fn(|k| (k == "EMAIL_CONCURRENCY").then(|| "0".into()))).unwrap_err();
+        let names: Vec<_> = err.problems.iter().map(|p| p.variable.as_str()).collect();
+        assert_eq!(names, ["EMAIL_FROM", "APP_URL", "IDEMPOTENCY_TABLE", "EMAIL_CONCURRENCY"]);
+    }
+}
