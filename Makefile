@@ -13,10 +13,10 @@ test:
 	scripts/test.sh
 
 bench:
-	scripts/bench.sh
+	scripts/release-run.sh perf BENCHMARKS.md
 
 drill:
-	scripts/drill.sh
+	scripts/release-run.sh drill RELIABILITY.md
 
 fuzz:
 	scripts/fuzz.sh

@@ -143,7 +143,7 @@ pub async fn run(args: &Args) {
     md.push_str("# Benchmarks\n\n");
     md.push_str(&format!(
         "Written by `{}` on {date}. Machine: {}.\nEvery figure below comes from that one command \
-         (scripts/bench.sh → tools/bench), which builds the release binaries, starts the local stack \
+         (scripts/release-run.sh → tools/bench), which builds the release binaries, starts the local stack \
          (redis-server + moto on loopback), and runs each bootstrap under the local Lambda Runtime API \
          (tools/lambda-harness) with the environment Lambda would give it. Local moto and Redis on \
          loopback: absolute numbers are this machine's, not AWS's; the ratios are what to read.\n\n",

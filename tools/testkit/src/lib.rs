@@ -77,8 +77,13 @@ pub fn aws_endpoint() -> String {
 
 /// AWS clients pointed at the local endpoint with dummy credentials.
 pub async fn aws_clients() -> AwsClients {
+    aws_clients_at(&aws_endpoint()).await
+}
+
+/// AWS clients pointed at `endpoint` (a moto server a test started itself).
+pub async fn aws_clients_at(endpoint: &str) -> AwsClients {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(aws_endpoint())
+        .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_credential_types::Credentials::new("test", "test", None, None, "testkit"))
         .load()
@@ -108,11 +113,16 @@ impl Provisioned {
 /// Creates every resource of template.yaml under a fresh prefix. `overrides` set function
 /// variables to local values (REDIS_URL, ALLOWED_ORIGINS, ...).
 pub fn provision(overrides: &[(&str, &str)]) -> Provisioned {
+    provision_at(&aws_endpoint(), overrides)
+}
+
+/// [`provision`] against `endpoint` (a moto server a test started itself).
+pub fn provision_at(endpoint: &str, overrides: &[(&str, &str)]) -> Provisioned {
     let prefix = format!("t{}-", &uuid_like()[..12]);
     let mut cmd = Command::new(venv_bin("python"));
     cmd.arg(workspace_root().join("scripts/provision.py"))
         .args(["--template", workspace_root().join("template.yaml").to_str().expect("utf-8 path")])
-        .args(["--endpoint", &aws_endpoint(), "--prefix", &prefix]);
+        .args(["--endpoint", endpoint, "--prefix", &prefix]);
     for (k, v) in overrides {
         cmd.arg("--set").arg(format!("{k}={v}"));
     }

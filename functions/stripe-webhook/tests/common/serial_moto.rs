@@ -11,7 +11,6 @@
 //! per connection). It is stopped through its `Child` handle (by PID) on drop, and exits by itself
 //! when the test process's end closes its stdin.
 
-use std::collections::HashMap;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
@@ -55,44 +54,12 @@ impl SerialMoto {
         moto
     }
 
-    /// What `testkit::provision` does, against this server.
+    /// `testkit::provision`, against this server.
     pub fn provision(&self, overrides: &[(&str, &str)]) -> Provisioned {
-        let root = testkit::workspace_root();
-        let mut cmd = Command::new(root.join(".venv/bin/python"));
-        cmd.arg(root.join("scripts/provision.py"))
-            .args(["--template", root.join("template.yaml").to_str().expect("utf-8 path")])
-            .args(["--endpoint", &self.endpoint, "--prefix", "serial-"]);
-        for (k, v) in overrides {
-            cmd.arg("--set").arg(format!("{k}={v}"));
-        }
-        let out = cmd.stderr(Stdio::null()).output().expect("run provision.py");
-        assert!(out.status.success(), "provision.py failed");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("provision.py prints JSON");
-        let to_map = |v: &serde_json::Value| -> HashMap<String, HashMap<String, String>> {
-            v.as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, inner)| {
-                    let m = inner
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|(ik, iv)| iv.as_str().map(|s| (ik.clone(), s.to_owned())))
-                        .collect();
-                    (k.clone(), m)
-                })
-                .collect()
-        };
-        Provisioned { resources: to_map(&v["resources"]), functions: to_map(&v["functions"]) }
+        testkit::provision_at(&self.endpoint, overrides)
     }
 
     pub async fn clients(&self) -> AwsClients {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "serial-moto"))
-            .load()
-            .await;
-        AwsClients::new(&sdk, true)
+        testkit::aws_clients_at(&self.endpoint).await
     }
 }

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Shared by `make bench` and `make drill`: release build, a fresh local stack, seeded data, then
+# `bench <mode>` against the release bootstraps, writing OUT. Usage: release-run.sh perf|drill OUT
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODE=${1:?perf or drill}
+OUT=${2:?output file}
+ROOT=$PWD
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+scripts/bootstrap.sh
+cargo build --release --locked --workspace --bins
+STACK=$(mktemp -d /tmp/bundle-release-stack.XXXXXX)
+cleanup() { scripts/stack.sh down "$STACK"; rm -rf "$STACK"; }
+trap cleanup EXIT
+scripts/stack.sh up "$STACK"
+set -a; . "$STACK/env"; set +a
+"$TARGET/release/ops" seed >/dev/null
+"$TARGET/release/bench" "$MODE" --bin-dir "$TARGET/release" --env-file "$STACK/env" --out "$OUT" --command "make $([ "$MODE" = perf ] && echo bench || echo drill)"
