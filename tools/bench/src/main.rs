@@ -4,6 +4,7 @@
 
 mod corpus;
 mod drills;
+mod drills_async;
 mod perf;
 mod stats;
 
@@ -94,9 +95,12 @@ async fn main() {
             let env = lambda_harness::env::read_env_file(&args.env_file).expect("env file");
             let hit = perf::read_event(&args.events, "posts-read/get-hit.json");
             let refresh = perf::read_event(&args.events, "auth-refresh/refresh-body.json");
+            let webhook = perf::read_event(&args.events, "stripe-webhook/payment-succeeded.json");
             let results = [
                 drills::redis_down_posts_read(&args.bin_dir, &env, &hit).await,
                 drills::redis_down_auth_refresh(&args.bin_dir, &env, &refresh).await,
+                drills_async::webhook_killed_mid_event(&args.bin_dir, &env, &webhook).await,
+                drills_async::ses_outage(&args.bin_dir, &env).await,
             ];
             let mut md = format!(
                 "# Reliability drills\n\nWritten by `{}` on {}. Each drill runs the release bootstraps under the \
