@@ -55,6 +55,10 @@ pub struct Args {
     command: String,
     #[arg(long, default_value_t = 1000)]
     warm_invocations: usize,
+    /// Drills only: run just this one (redis-posts-read, redis-auth-refresh, webhook-killed,
+    /// ses-outage).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 #[tokio::main]
@@ -96,12 +100,24 @@ async fn main() {
             let hit = perf::read_event(&args.events, "posts-read/get-hit.json");
             let refresh = perf::read_event(&args.events, "auth-refresh/refresh-body.json");
             let webhook = perf::read_event(&args.events, "stripe-webhook/payment-succeeded.json");
-            let results = [
-                drills::redis_down_posts_read(&args.bin_dir, &env, &hit).await,
-                drills::redis_down_auth_refresh(&args.bin_dir, &env, &refresh).await,
-                drills_async::webhook_killed_mid_event(&args.bin_dir, &env, &webhook).await,
-                drills_async::ses_outage(&args.bin_dir, &env).await,
-            ];
+            let wanted = |name: &str| args.only.as_deref().is_none_or(|o| o == name);
+            let mut results = Vec::new();
+            if wanted("redis-posts-read") {
+                results.push(drills::redis_down_posts_read(&args.bin_dir, &env, &hit).await);
+            }
+            if wanted("redis-auth-refresh") {
+                results.push(drills::redis_down_auth_refresh(&args.bin_dir, &env, &refresh).await);
+            }
+            if wanted("webhook-killed") {
+                results.push(drills_async::webhook_killed_mid_event(&args.bin_dir, &env, &webhook).await);
+            }
+            if wanted("ses-outage") {
+                results.push(drills_async::ses_outage(&args.bin_dir, &env).await);
+            }
+            if results.is_empty() {
+                eprintln!("no drill named {:?}", args.only);
+                std::process::exit(2);
+            }
             let mut md = format!(
                 "# Reliability drills\n\nWritten by `{}` on {}. Each drill runs the release bootstraps under the \
                  local Lambda Runtime API (tools/lambda-harness) against real redis-server / moto processes on \
