@@ -6,6 +6,7 @@ pub mod cache;
 pub mod cached_posts;
 pub mod clients;
 pub mod config;
+pub mod deadline;
 pub mod email;
 pub mod email_jobs;
 pub mod idempotency;

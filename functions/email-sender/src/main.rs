@@ -3,11 +3,12 @@
 use std::convert::Infallible;
 
 use aws_lambda_events::sqs::SqsEvent;
-use email_sender::handler::{Deadline, State, handle};
+use email_sender::handler::{State, handle};
 use email_sender::settings::Settings;
 use lambda_runtime::{LambdaEvent, service_fn};
 use shared::clients::{AwsClients, load_sdk_config};
 use shared::config::{EnvReader, exit_on_error};
+use shared::deadline::Deadline;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

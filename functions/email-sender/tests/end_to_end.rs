@@ -7,9 +7,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use email_sender::handler::{Deadline, handle};
+use email_sender::handler::handle;
 use lambda_http::Body;
 use serde_json::json;
+use shared::deadline::Deadline;
 use shared::orders::{Order, OrderId, OrderItem, OrderStatus};
 use shared::posts::timestamp_now;
 

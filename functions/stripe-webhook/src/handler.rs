@@ -21,6 +21,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use shared::api::{self, Problem};
 use shared::clients::AwsClients;
+use shared::deadline::Deadline;
 use shared::email_jobs::{EmailAddress, EmailJob, EmailQueue, LineItem, OrderConfirmation};
 use shared::idempotency::{Claim, IdempotencyStore, now_ms};
 use shared::orders::{CancelSubscription, MarkPaid, Order, OrderId, OrdersRepo, Payment, SubscriptionsRepo};
@@ -91,7 +92,7 @@ async fn deliver(state: &State, req: &Request) -> Result<Response<Body>, Problem
         tracing::info!(event_id = %event.id, secret_index, "verified with a secret other than the first");
     }
     let deadline_ms = match req.lambda_context_ref() {
-        Some(context) => i64::try_from(context.deadline).unwrap_or(i64::MAX),
+        Some(context) => Deadline::from_epoch_ms(context.deadline).epoch_ms,
         None => now + CLAIM_WITHOUT_DEADLINE.as_millis() as i64,
     };
     // No span of our own: the runtime's span is what carries the request id on every line, so
