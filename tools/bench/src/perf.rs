@@ -162,10 +162,11 @@ pub async fn run(args: &Args) {
             .map_or("run `make build`".into(), |b| format!("{} ({b} bytes)", mib(b)));
         md.push_str(&format!("| {name} | {x86} | {arm} |\n"));
     }
-    md.push_str(
-        "\nRelease profile: `lto = \"fat\"`, `codegen-units = 1`, `strip = \"symbols\"`, `panic = \"abort\"`, \
-         `opt-level = 3`. The arm64 column is read from `.aws-sam/build` as left by the last `make build`.\n\n",
-    );
+    md.push_str(&format!(
+        "\nRelease profile (root Cargo.toml): `{}`. The arm64 column is read from `.aws-sam/build` as \
+         left by the last `make build`.\n\n",
+        release_profile()
+    ));
 
     // Every function, with the event that exercises its main path.
     md.push_str(&format!(
@@ -236,6 +237,20 @@ pub async fn run(args: &Args) {
 
     std::fs::write(&args.out, md).expect("write BENCHMARKS.md");
     println!("wrote {}", args.out.display());
+}
+
+/// The `[profile.release]` settings of the workspace, as written (comments dropped).
+fn release_profile() -> String {
+    let manifest = std::fs::read_to_string("Cargo.toml").unwrap_or_default();
+    manifest
+        .lines()
+        .skip_while(|l| l.trim() != "[profile.release]")
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("`, `")
 }
 
 /// `posts-read` → `PostsReadFunction`, the template's logical id (SAM's build folder name).
