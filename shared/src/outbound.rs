@@ -353,8 +353,9 @@ fn classify(e: reqwest::Error) -> OutboundErrorKind {
     }
 }
 
-/// The error and its sources on one line (reqwest's own message is only the outermost layer).
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// The error and its sources on one line (reqwest's and the SDKs' own messages are only the
+/// outermost layer).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use super::{EmailMessage, EmailSettings, FailureKind, TransportKind};
 use crate::config::Secret;
+use crate::outbound::error_chain;
 use crate::outbound::{Outbound, OutboundError};
 
 /// Per-send details that are not part of the message.
@@ -149,17 +150,6 @@ fn classify_ses(e: SdkError<SendEmailError, HttpResponse>) -> TransportError {
         // Timeouts, connection failures, unreadable responses.
         other => SesTransport::error(FailureKind::Transient, error_chain(&other)),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 impl Transport for SesTransport {
