@@ -28,11 +28,18 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_on(&testkit::aws_endpoint()).await
+}
+
+/// A fixture whose AWS calls go to `endpoint` (for example a [`testkit::SerialMoto`]).
+async fn fixture_on(endpoint: &str) -> Fixture {
     let redis = RedisServer::start();
-    let provisioned =
-        testkit::provision(&[("REDIS_URL", &redis.url()), ("REDIS_CLUSTER", "false"), ("JWT_SECRET", SECRET)]);
+    let provisioned = testkit::provision_at(
+        endpoint,
+        &[("REDIS_URL", &redis.url()), ("REDIS_CLUSTER", "false"), ("JWT_SECRET", SECRET)],
+    );
     let env = provisioned.env("posts-write");
-    let aws = testkit::aws_clients().await;
+    let aws = testkit::aws_clients_at(endpoint).await;
     let write_settings = posts_write::settings::Settings::from_env(testkit::env_reader(env.clone())).unwrap();
     let read_settings =
         posts_read::settings::Settings::from_env(testkit::env_reader(provisioned.env("posts-read"))).unwrap();
@@ -193,7 +200,10 @@ async fn bad_input_gets_precise_problems() {
 
 #[tokio::test]
 async fn concurrent_patches_never_overwrite_silently() {
-    let f = fixture().await;
+    // DynamoDB applies a conditional write atomically per item; moto's threaded server does not
+    // (two racing writers occasionally both pass), so this race runs on a one-request-at-a-time moto.
+    let moto = testkit::SerialMoto::start();
+    let f = fixture_on(&moto.endpoint).await;
     let post = f.create("user-1", "v1").await;
     let uri = format!("/posts/{}", post["id"].as_str().unwrap());
 

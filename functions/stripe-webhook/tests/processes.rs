@@ -40,8 +40,8 @@ fn count(functions: &[Function], message: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_deliveries_in_separate_processes_have_one_effect() {
-    // DynamoDB's per-item atomicity, which threaded moto lacks (see common/serial_moto.rs).
-    let moto = serial_moto::SerialMoto::start();
+    // DynamoDB's per-item atomicity, which threaded moto lacks (see testkit::SerialMoto).
+    let moto = testkit::SerialMoto::start();
     let f = serial_fixture(&moto).await;
     f.seed_order("ord_burst", 1999).await;
     let functions = start(&f, INSTANCES).await;

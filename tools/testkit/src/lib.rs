@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use shared::clients::AwsClients;
 
 pub mod redis_server;
+pub mod serial_moto;
 pub use redis_server::{RedisCluster, RedisServer};
+pub use serial_moto::SerialMoto;
 
 /// The workspace root (where template.yaml and .venv live).
 pub fn workspace_root() -> PathBuf {

@@ -3,8 +3,6 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
-pub mod serial_moto;
-
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -39,8 +37,8 @@ pub async fn fixture() -> Fixture {
     fixture_from(provisioned, testkit::aws_clients().await, testkit::aws_endpoint())
 }
 
-/// A fresh stack on a moto that serves one request at a time (see `serial_moto`).
-pub async fn serial_fixture(moto: &serial_moto::SerialMoto) -> Fixture {
+/// A fresh stack on a moto that serves one request at a time (see `testkit::SerialMoto`).
+pub async fn serial_fixture(moto: &testkit::SerialMoto) -> Fixture {
     let provisioned = moto.provision(&[("STRIPE_WEBHOOK_SECRET", SECRET)]);
     fixture_from(provisioned, moto.clients().await, moto.endpoint.clone())
 }

@@ -15,7 +15,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
 use shared::clients::AwsClients;
-use testkit::Provisioned;
+
+use crate::Provisioned;
 
 /// moto's app on one thread; it exits when its stdin closes (the test process is gone, however it
 /// ended), so no server outlives the test.
@@ -40,8 +41,8 @@ impl Drop for SerialMoto {
 
 impl SerialMoto {
     pub fn start() -> Self {
-        let port = testkit::free_port();
-        let mut child = Command::new(testkit::workspace_root().join(".venv/bin/python"))
+        let port = crate::free_port();
+        let mut child = Command::new(crate::workspace_root().join(".venv/bin/python"))
             .args(["-c", SERVE, &port.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -50,16 +51,16 @@ impl SerialMoto {
             .expect("python with moto (run scripts/bootstrap.sh first)");
         let lifeline = child.stdin.take().expect("piped stdin");
         let moto = SerialMoto { child, _lifeline: lifeline, endpoint: format!("http://127.0.0.1:{port}") };
-        testkit::wait_for_port(port, Duration::from_secs(60));
+        crate::wait_for_port(port, Duration::from_secs(60));
         moto
     }
 
     /// `testkit::provision`, against this server.
     pub fn provision(&self, overrides: &[(&str, &str)]) -> Provisioned {
-        testkit::provision_at(&self.endpoint, overrides)
+        crate::provision_at(&self.endpoint, overrides)
     }
 
     pub async fn clients(&self) -> AwsClients {
-        testkit::aws_clients_at(&self.endpoint).await
+        crate::aws_clients_at(&self.endpoint).await
     }
 }
