@@ -208,30 +208,18 @@ async fn concurrent_patches_never_overwrite_silently() {
     let uri = format!("/posts/{}", post["id"].as_str().unwrap());
 
     // Two clients holding ETag "1": exactly one wins, the other gets 412.
-    let (a, b) = tokio::join!(
-        async {
-            let req = http::Request::builder()
-                .method("PATCH")
-                .uri(&uri)
-                .header("authorization", f.bearer("user-1"))
-                .header("if-match", "\"1\"")
-                .header("content-type", "application/json")
-                .body(Body::Text(json!({"title": "from a"}).to_string()))
-                .unwrap();
-            posts_write::handler::handle(&f.write, req).await.status().as_u16()
-        },
-        async {
-            let req = http::Request::builder()
-                .method("PATCH")
-                .uri(&uri)
-                .header("authorization", f.bearer("user-1"))
-                .header("if-match", "\"1\"")
-                .header("content-type", "application/json")
-                .body(Body::Text(json!({"title": "from b"}).to_string()))
-                .unwrap();
-            posts_write::handler::handle(&f.write, req).await.status().as_u16()
-        }
-    );
+    let patch_at_version_1 = |title: &'static str| {
+        let req = http::Request::builder()
+            .method("PATCH")
+            .uri(&uri)
+            .header("authorization", f.bearer("user-1"))
+            .header("if-match", "\"1\"")
+            .header("content-type", "application/json")
+            .body(Body::Text(json!({ "title": title }).to_string()))
+            .unwrap();
+        async { posts_write::handler::handle(&f.write, req).await.status().as_u16() }
+    };
+    let (a, b) = tokio::join!(patch_at_version_1("from a"), patch_at_version_1("from b"));
     let mut statuses = [a, b];
     statuses.sort();
     assert_eq!(statuses, [200, 412]);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use lambda_harness::{Function, SpawnOptions};
 use serde_json::{Value, json};
 
+use crate::stack_env::with;
 use crate::stats::{ms, percentile};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,13 +80,6 @@ impl Drop for DrillRedis {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn with(env: &[(String, String)], extra: &[(&str, String)]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> =
-        env.iter().filter(|(k, _)| !extra.iter().any(|(e, _)| e == k)).cloned().collect();
-    out.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    out
 }
 
 pub struct DrillResult {

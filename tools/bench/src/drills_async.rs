@@ -25,17 +25,7 @@ use shared::email_jobs::{EmailAddress, EmailContent, EmailJob, EmailQueue, Passw
 use shared::orders::{Order, OrderId, OrderItem, OrderStatus, OrdersRepo};
 
 use crate::drills::DrillResult;
-
-fn with(env: &[(String, String)], extra: &[(&str, String)]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> =
-        env.iter().filter(|(k, _)| !extra.iter().any(|(e, _)| e == k)).cloned().collect();
-    out.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    out
-}
-
-fn get<'a>(env: &'a [(String, String)], key: &str) -> &'a str {
-    env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or_else(|| panic!("{key} in the stack env"))
-}
+use crate::stack_env::{get, with};
 
 /// Accepts TCP connections and never answers: a dependency that hangs.
 async fn black_hole() -> (u16, tokio::task::JoinHandle<()>) {

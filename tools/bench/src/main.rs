@@ -6,6 +6,7 @@ mod corpus;
 mod drills;
 mod drills_async;
 mod perf;
+mod stack_env;
 mod stats;
 
 use std::path::PathBuf;
@@ -67,11 +68,7 @@ async fn main() {
         Cmd::Perf(args) => perf::run(&args).await,
         Cmd::Corpus { bin_dir, env_file, events } => {
             let env = lambda_harness::env::read_env_file(&env_file).expect("env file");
-            let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-            let mut reader = shared::config::EnvReader::from_fn(|k| get(k));
-            let settings = shared::tokens::access::AccessTokenSettings::from_env(&mut reader);
-            let tokens = shared::tokens::AccessTokens::new(&settings);
-            let bearer = tokens.mint(&shared::tokens::UserId::parse("corpus-user").expect("user id")).expect("mint");
+            let bearer = stack_env::bearer(&env, "corpus-user");
             let base = perf::read_event(&events, "posts-read/get-hit.json");
             let (mut passed, mut failed) = (0usize, 0usize);
             for function in ["posts-read", "posts-write", "auth-refresh", "upload-presign", "stripe-webhook"] {

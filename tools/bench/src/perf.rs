@@ -136,7 +136,7 @@ async fn stampede(bin: &Path, env: &[(String, String)], event: &Value, redis_url
 
 pub async fn run(args: &Args) {
     let env = lambda_harness::env::read_env_file(&args.env_file).expect("env file");
-    let redis_url = env.iter().find(|(k, _)| k == "REDIS_URL").map(|(_, v)| v.clone()).expect("REDIS_URL in env file");
+    let redis_url = crate::stack_env::get(&env, "REDIS_URL").to_owned();
 
     let mut md = String::new();
     let date = time::OffsetDateTime::now_utc().date();
@@ -177,7 +177,7 @@ pub async fn run(args: &Args) {
          | --- | --- | --- | --- | --- | --- | --- |\n",
         args.warm_invocations
     ));
-    let bearer = bench_bearer(&env);
+    let bearer = crate::stack_env::bearer(&env, "bench-user");
     for (function, label, event) in targets(&args.events, &bearer) {
         let bin = args.bin_dir.join(function);
         if !bin.exists() {
@@ -264,15 +264,6 @@ fn sam_logical_id(function: &str) -> String {
         .collect();
     id.push_str("Function");
     id
-}
-
-/// An access token for the benchmark user, minted with the stack's JWT settings.
-fn bench_bearer(env: &[(String, String)]) -> String {
-    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let mut reader = shared::config::EnvReader::from_fn(|k| get(k));
-    let settings = shared::tokens::access::AccessTokenSettings::from_env(&mut reader);
-    let tokens = shared::tokens::AccessTokens::new(&settings);
-    tokens.mint(&shared::tokens::UserId::parse("bench-user").expect("user id")).expect("mint")
 }
 
 /// (function, what the event exercises, event) for every function.

@@ -120,7 +120,7 @@ pub fn provision(overrides: &[(&str, &str)]) -> Provisioned {
 
 /// [`provision`] against `endpoint` (a moto server a test started itself).
 pub fn provision_at(endpoint: &str, overrides: &[(&str, &str)]) -> Provisioned {
-    let prefix = format!("t{}-", &uuid_like()[..12]);
+    let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let mut cmd = Command::new(venv_bin("python"));
     cmd.arg(workspace_root().join("scripts/provision.py"))
         .args(["--template", workspace_root().join("template.yaml").to_str().expect("utf-8 path")])
@@ -147,14 +147,6 @@ pub fn provision_at(endpoint: &str, overrides: &[(&str, &str)]) -> Provisioned {
             .collect()
     };
     Provisioned { resources: to_map(&v["resources"]), functions: to_map(&v["functions"]) }
-}
-
-fn uuid_like() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    h.write_u32(std::process::id());
-    format!("{:016x}{:016x}", h.finish(), std::collections::hash_map::RandomState::new().build_hasher().finish())
 }
 
 /// An `EnvReader` over a map, for building a function's settings in a test.
