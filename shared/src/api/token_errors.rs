@@ -85,7 +85,7 @@ mod tests {
 
     #[test]
     fn an_unreachable_store_is_503_and_a_broken_one_500() {
-        let down = RefreshError::Unavailable(RedisStoreError::Unavailable("refused".into()));
+        let down = RefreshError::Unavailable(RedisStoreError::Unavailable { reason: "refused", source: None });
         let p: Problem = SessionError::Refresh(down).into();
         assert_eq!(p.status, StatusCode::SERVICE_UNAVAILABLE);
         let p: Problem = RefreshError::Reply("what".into()).into();

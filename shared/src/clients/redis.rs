@@ -5,10 +5,16 @@
 //! must be replaced without failing the request that finds it. So:
 //! - the connection is opened lazily, on first use, with a connect timeout; init never waits on it;
 //! - every command runs under a response timeout;
-//! - a connection-level error drops the cached connection; an idempotent command is retried once
-//!   on a fresh one (a stale socket after a thaw is the common case and costs one reconnect);
+//! - the link is a small state machine ([`Link`]): idle, up (a numbered connection), or backing
+//!   off after a failed connect. A caller that sees its connection break drops *that* connection
+//!   only (never a newer one another caller opened meanwhile) and an idempotent command is retried
+//!   once on a fresh one (a stale socket after a thaw is the common case and costs one reconnect);
 //! - after a failed connect, further connects are skipped for `reconnect_backoff`, so an outage
-//!   costs callers nothing instead of one connect timeout each.
+//!   costs callers nothing instead of one connect timeout each; one connect runs at a time, and a
+//!   caller never waits longer than one connect budget behind it;
+//! - server replies that mean "not now" (`LOADING` after a restart, `TRYAGAIN`, `CLUSTERDOWN`,
+//!   `MASTERDOWN`) are outages, not command errors; `READONLY` means a failover turned our node
+//!   into a replica, so the connection is dropped and the next one finds the new primary.
 //!
 //! `redis://`, `rediss://` (TLS, which ElastiCache Serverless requires) and cluster mode are all
 //! supported; keys that a script touches together must share a hash tag.
@@ -18,8 +24,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
-use tokio::sync::Mutex;
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 
 use crate::config::EnvReader;
 
@@ -52,10 +57,14 @@ impl RedisSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisStoreError {
-    /// The server could not be reached or did not answer in time: callers fail open (cache) or
-    /// closed (tokens) on this.
-    #[error("redis unavailable: {0}")]
-    Unavailable(String),
+    /// The server could not be reached, did not answer in time or answered "not now" (loading,
+    /// failing over): callers fail open (cache) or closed (tokens) on this.
+    #[error("redis unavailable: {reason}")]
+    Unavailable {
+        reason: &'static str,
+        #[source]
+        source: Option<RedisError>,
+    },
     /// The server answered with an error (wrong type, script error, ...): a bug, not an outage.
     #[error("redis command failed: {0}")]
     Command(#[source] RedisError),
@@ -114,16 +123,106 @@ impl ConnectionLike for Connection {
     }
 }
 
-struct State {
-    connection: Option<Connection>,
-    /// No connect attempt before this instant (set after a failed connect).
-    quiet_until: Option<Instant>,
+/// What the store knows about its link to Redis. Every way a link ends is one transition
+/// ([`LinkState`]'s methods), each with its own test.
+enum Link<C> {
+    /// No connection: the next caller connects.
+    Idle,
+    /// A live connection. `epoch` numbers connections, so that a caller that saw one break drops
+    /// that one and not a newer one another caller opened since.
+    Up { conn: C, epoch: u64 },
+    /// The last connect failed: no connect is tried before `until`.
+    BackingOff { until: Instant },
+}
+
+/// What a caller should do next.
+#[derive(Debug, PartialEq, Eq)]
+enum Next<C> {
+    Use(C, u64),
+    Connect,
+    FailFast,
+}
+
+struct LinkState<C> {
+    link: Link<C>,
+    epochs: u64,
+}
+
+impl<C: Clone> LinkState<C> {
+    fn new() -> Self {
+        Self { link: Link::Idle, epochs: 0 }
+    }
+
+    fn next(&self, now: Instant) -> Next<C> {
+        match &self.link {
+            Link::Up { conn, epoch } => Next::Use(conn.clone(), *epoch),
+            Link::BackingOff { until } if now < *until => Next::FailFast,
+            Link::Idle | Link::BackingOff { .. } => Next::Connect,
+        }
+    }
+
+    /// A connect succeeded: the link is up with a new epoch.
+    fn connected(&mut self, conn: C) -> u64 {
+        self.epochs += 1;
+        self.link = Link::Up { conn, epoch: self.epochs };
+        self.epochs
+    }
+
+    /// A connect failed: back off, unless another caller got a connection up meanwhile.
+    fn connect_failed(&mut self, now: Instant, backoff: Duration) {
+        if !matches!(self.link, Link::Up { .. }) {
+            self.link = Link::BackingOff { until: now + backoff };
+        }
+    }
+
+    /// The connection of `epoch` broke: drop it (if it is still the current one).
+    fn broken(&mut self, epoch: u64) {
+        if matches!(self.link, Link::Up { epoch: current, .. } if current == epoch) {
+            self.link = Link::Idle;
+        }
+    }
+}
+
+/// How a failed command leaves the link.
+#[derive(Debug, PartialEq, Eq)]
+enum Failure {
+    /// The connection is unusable (I/O, timeout, dropped, or a node that is no longer primary).
+    Broken,
+    /// The server is alive but cannot serve now (loading its data, failing over): keep the
+    /// connection, report an outage.
+    NotReady,
+    /// The server refused the command itself: a bug, not an outage.
+    Refused,
+}
+
+fn classify(e: &RedisError) -> Failure {
+    use ServerErrorKind as S;
+    if e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+    {
+        return Failure::Broken;
+    }
+    match e.kind() {
+        ErrorKind::Server(S::ReadOnly) | ErrorKind::ClusterConnectionNotFound => Failure::Broken,
+        ErrorKind::Server(S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown) => Failure::NotReady,
+        _ => Failure::Refused,
+    }
+}
+
+fn unavailable(reason: &'static str, source: RedisError) -> RedisStoreError {
+    RedisStoreError::Unavailable { reason, source: Some(source) }
 }
 
 pub struct RedisStore {
     client: Client,
     settings: RedisSettings,
-    state: Mutex<State>,
+    /// Held for a few instructions only, never across an await.
+    link: std::sync::Mutex<LinkState<Connection>>,
+    /// One connect at a time; the others wait for its outcome.
+    connecting: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -131,15 +230,6 @@ impl std::fmt::Debug for RedisStore {
         // The URL may carry a password (redis://:pass@host): never print it.
         f.debug_struct("RedisStore").field("cluster", &self.settings.cluster).finish_non_exhaustive()
     }
-}
-
-/// Errors that mean "the connection is unusable", as opposed to a server-side error reply.
-fn is_connection_error(e: &RedisError) -> bool {
-    e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_timeout()
-        || e.is_unrecoverable_error()
 }
 
 impl RedisStore {
@@ -156,7 +246,12 @@ impl RedisStore {
             redis::Client::open(settings.url.as_str()).map(Client::Single)
         }
         .map_err(RedisStoreError::Settings)?;
-        Ok(Self { client, settings, state: Mutex::new(State { connection: None, quiet_until: None }) })
+        Ok(Self {
+            client,
+            settings,
+            link: std::sync::Mutex::new(LinkState::new()),
+            connecting: tokio::sync::Mutex::new(()),
+        })
     }
 
     pub fn settings(&self) -> &RedisSettings {
@@ -182,31 +277,41 @@ impl RedisStore {
         }
     }
 
-    /// The cached connection, or a new one. Holding the lock while connecting makes concurrent
-    /// callers share one connect instead of racing N of them.
-    async fn connection(&self) -> Result<Connection, RedisStoreError> {
-        let mut state = self.state.lock().await;
-        if let Some(c) = &state.connection {
-            return Ok(c.clone());
+    fn next(&self) -> Next<Connection> {
+        self.link.lock().unwrap_or_else(std::sync::PoisonError::into_inner).next(Instant::now())
+    }
+
+    fn update<R>(&self, f: impl FnOnce(&mut LinkState<Connection>) -> R) -> R {
+        f(&mut self.link.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// The current connection and its epoch, or a new one.
+    async fn connection(&self) -> Result<(Connection, u64), RedisStoreError> {
+        let backing_off =
+            || RedisStoreError::Unavailable { reason: "recent connect failed; backing off", source: None };
+        match self.next() {
+            Next::Use(c, epoch) => return Ok((c, epoch)),
+            Next::FailFast => return Err(backing_off()),
+            Next::Connect => {}
         }
-        if state.quiet_until.is_some_and(|t| Instant::now() < t) {
-            return Err(RedisStoreError::Unavailable("recent connect failed; backing off".into()));
+        // Concurrent callers share one connect instead of racing N of them. The holder's connect
+        // is bounded by `open`'s budget, so nobody waits here for longer than that.
+        let _gate = self.connecting.lock().await;
+        match self.next() {
+            Next::Use(c, epoch) => return Ok((c, epoch)),
+            Next::FailFast => return Err(backing_off()),
+            Next::Connect => {}
         }
         match self.open().await {
             Ok(c) => {
-                state.connection = Some(c.clone());
-                state.quiet_until = None;
-                Ok(c)
+                let epoch = self.update(|l| l.connected(c.clone()));
+                Ok((c, epoch))
             }
             Err(e) => {
-                state.quiet_until = Some(Instant::now() + self.settings.reconnect_backoff);
-                Err(RedisStoreError::Unavailable(e.to_string()))
+                self.update(|l| l.connect_failed(Instant::now(), self.settings.reconnect_backoff));
+                Err(unavailable("connect failed", e))
             }
         }
-    }
-
-    async fn forget(&self) {
-        self.state.lock().await.connection = None;
     }
 
     /// Runs `op` on a connection, mapping failures and retrying once on a fresh connection when
@@ -219,27 +324,110 @@ impl RedisStore {
         let attempts = if retry == Retry::Idempotent { 2 } else { 1 };
         let mut last = None;
         for _ in 0..attempts {
-            let conn = self.connection().await?;
+            let (conn, epoch) = self.connection().await?;
             // Belt and braces: the connection's own response timeout should fire first.
             let budget = self.settings.response_timeout * 2;
             match tokio::time::timeout(budget, op(conn)).await {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) if is_connection_error(&e) => {
-                    self.forget().await;
-                    last = Some(RedisStoreError::Unavailable(e.to_string()));
-                }
-                Ok(Err(e)) => return Err(RedisStoreError::Command(e)),
+                Ok(Err(e)) => match classify(&e) {
+                    Failure::Broken => {
+                        self.update(|l| l.broken(epoch));
+                        last = Some(unavailable("connection broke", e));
+                    }
+                    Failure::NotReady => return Err(unavailable("server not ready", e)),
+                    Failure::Refused => return Err(RedisStoreError::Command(e)),
+                },
                 Err(_) => {
-                    self.forget().await;
-                    last = Some(RedisStoreError::Unavailable("response timed out".into()));
+                    self.update(|l| l.broken(epoch));
+                    last = Some(RedisStoreError::Unavailable { reason: "response timed out", source: None });
                 }
             }
         }
-        Err(last.unwrap_or_else(|| RedisStoreError::Unavailable("no attempt made".into())))
+        Err(last.unwrap_or(RedisStoreError::Unavailable { reason: "no attempt made", source: None }))
     }
 
     /// One command, retried once on a fresh connection if `retry` allows.
     pub async fn query<T: redis::FromRedisValue>(&self, retry: Retry, cmd: &Cmd) -> Result<T, RedisStoreError> {
         self.run(retry, |mut conn| async move { cmd.query_async(&mut conn).await }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BACKOFF: Duration = Duration::from_millis(500);
+
+    #[test]
+    fn an_idle_link_connects() {
+        let l = LinkState::<&str>::new();
+        assert_eq!(l.next(Instant::now()), Next::Connect);
+    }
+
+    #[test]
+    fn a_connect_puts_the_link_up_with_a_new_epoch() {
+        let mut l = LinkState::new();
+        let first = l.connected("a");
+        assert_eq!(l.next(Instant::now()), Next::Use("a", first));
+        let second = l.connected("b");
+        assert!(second > first);
+        assert_eq!(l.next(Instant::now()), Next::Use("b", second));
+    }
+
+    #[test]
+    fn a_failed_connect_fails_callers_fast_until_the_backoff_ends() {
+        let mut l = LinkState::<&str>::new();
+        let now = Instant::now();
+        l.connect_failed(now, BACKOFF);
+        assert_eq!(l.next(now), Next::FailFast);
+        assert_eq!(l.next(now + BACKOFF / 2), Next::FailFast);
+        assert_eq!(l.next(now + BACKOFF), Next::Connect);
+    }
+
+    #[test]
+    fn a_broken_connection_makes_the_next_caller_connect() {
+        let mut l = LinkState::new();
+        let epoch = l.connected("a");
+        l.broken(epoch);
+        assert_eq!(l.next(Instant::now()), Next::Connect);
+    }
+
+    #[test]
+    fn a_stale_break_does_not_drop_a_newer_connection() {
+        let mut l = LinkState::new();
+        let old = l.connected("a");
+        let new = l.connected("b");
+        l.broken(old);
+        assert_eq!(l.next(Instant::now()), Next::Use("b", new));
+    }
+
+    #[test]
+    fn a_failed_connect_does_not_hide_a_connection_another_caller_opened() {
+        let mut l = LinkState::new();
+        let epoch = l.connected("a");
+        l.connect_failed(Instant::now(), BACKOFF);
+        assert_eq!(l.next(Instant::now()), Next::Use("a", epoch));
+    }
+
+    fn server_error(code: &str) -> RedisError {
+        let mut parser = redis::Parser::new();
+        let reply = format!("-{code} some detail\r\n");
+        match parser.parse_value(reply.as_bytes()) {
+            Ok(Value::ServerError(e)) => e.into(),
+            other => panic!("not a server error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn server_replies_are_classified_by_what_they_mean_for_the_link() {
+        assert_eq!(classify(&server_error("LOADING")), Failure::NotReady);
+        assert_eq!(classify(&server_error("TRYAGAIN")), Failure::NotReady);
+        assert_eq!(classify(&server_error("CLUSTERDOWN")), Failure::NotReady);
+        assert_eq!(classify(&server_error("MASTERDOWN")), Failure::NotReady);
+        assert_eq!(classify(&server_error("READONLY")), Failure::Broken);
+        assert_eq!(classify(&server_error("WRONGTYPE")), Failure::Refused);
+        assert_eq!(classify(&server_error("ERR")), Failure::Refused);
+        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(classify(&io), Failure::Broken);
     }
 }

@@ -121,25 +121,13 @@ pub enum RefreshError {
 }
 
 impl RefreshError {
+    /// The store already tells an outage (unreachable, loading, failing over) from a refusal.
     fn from_store(e: RedisStoreError) -> Self {
-        let outage = match &e {
-            RedisStoreError::Unavailable(_) => true,
-            RedisStoreError::Command(inner) => is_outage(inner),
-            RedisStoreError::Settings(_) => false,
-        };
-        if outage { Self::Unavailable(e) } else { Self::Store(e) }
+        match e {
+            RedisStoreError::Unavailable { .. } => Self::Unavailable(e),
+            RedisStoreError::Command(_) | RedisStoreError::Settings(_) => Self::Store(e),
+        }
     }
-}
-
-/// Server replies that mean "not now" (a failover, a node loading its data), not "wrong".
-fn is_outage(e: &redis::RedisError) -> bool {
-    use redis::{ErrorKind, ServerErrorKind as S};
-    matches!(
-        e.kind(),
-        ErrorKind::Io
-            | ErrorKind::ClusterConnectionNotFound
-            | ErrorKind::Server(S::ClusterDown | S::TryAgain | S::MasterDown | S::BusyLoading | S::ReadOnly)
-    )
 }
 
 // ---- the token --------------------------------------------------------------------------------

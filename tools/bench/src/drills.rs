@@ -1,11 +1,13 @@
 //! Fault drills: kill a dependency under load and count what callers saw.
 //!
-//! Each drill owns the process it kills (a redis-server it started on a free loopback port) and
-//! stops it by PID. Results are returned as Markdown for RELIABILITY.md, with pass/fail against
-//! the goal; a failed goal also makes the command exit non-zero.
+//! Each drill owns the process it kills (a testkit redis-server on a loopback port below the
+//! ephemeral range, so that nothing else can take the port while it is down, and whose restart
+//! is checked to be *that* process listening) and stops it by PID. Results are returned as
+//! Markdown for RELIABILITY.md, with pass/fail against the goal; `repeat` runs each drill several
+//! times and once under CPU load, and a drill passes only when every repetition does.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lambda_harness::{Function, SpawnOptions};
@@ -16,81 +18,17 @@ use crate::stats::{ms, percentile};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A redis-server this drill starts, kills (SIGKILL, like a crashed node) and restarts.
-pub struct DrillRedis {
-    pub port: u16,
-    dir: PathBuf,
-    durable: bool,
-    child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
-impl DrillRedis {
-    /// `durable`: append-only file fsynced on every write, as a replicated cache would keep
-    /// acknowledged writes across a node loss.
-    pub fn start(durable: bool) -> Self {
-        let dir = std::env::temp_dir().join(format!("drill-redis-{}-{}", std::process::id(), free_port()));
-        std::fs::create_dir_all(&dir).expect("drill dir");
-        let mut r = Self { port: free_port(), dir, durable, child: None };
-        r.spawn();
-        r
-    }
-
-    fn spawn(&mut self) {
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--dir", self.dir.to_str().expect("utf-8")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if self.durable {
-            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
-        } else {
-            cmd.args(["--appendonly", "no"]);
-        }
-        self.child = Some(cmd.spawn().expect("redis-server"));
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(10), "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-}
-
-impl Drop for DrillRedis {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 pub struct DrillResult {
     pub markdown: String,
+    /// One line of the figures that decide the goal, for the repetitions table.
+    pub summary: String,
     pub passed: bool,
 }
 
 /// posts-read under a steady read load; Redis SIGKILLed at 2 s and restarted at 4 s.
 /// Goal: no non-200 answer; latency during the outage bounded by the Redis timeouts.
 pub async fn redis_down_posts_read(bin_dir: &Path, env: &[(String, String)], event: &Value) -> DrillResult {
-    let mut redis = DrillRedis::start(false);
+    let mut redis = testkit::RedisServer::start_with(testkit::Persistence::None);
     let env = with(env, &[("REDIS_URL", redis.url())]);
     let f = Function::start(bin_dir.join("posts-read"), &SpawnOptions { env: env.clone(), ..Default::default() })
         .await
@@ -109,7 +47,7 @@ pub async fn redis_down_posts_read(bin_dir: &Path, env: &[(String, String)], eve
             killed = true;
         }
         if !restarted && t >= Duration::from_secs(4) {
-            redis.restart();
+            redis.start_again();
             restarted = true;
         }
         let inv = f.invoke(event, TIMEOUT).await.expect("invoke");
@@ -133,12 +71,16 @@ pub async fn redis_down_posts_read(bin_dir: &Path, env: &[(String, String)], eve
     for v in [&mut before, &mut during, &mut after] {
         v.sort();
     }
-    let passed = non_200 == 0 && panics == 0 && hits_after > 0;
+    // The DynamoDB fallback hides a store that never reconnects, so the goal counts hits: after
+    // the restart every answer but the first fill must be one (at least 90 %, for a lost lock).
+    let hits_goal = after.len() * 9 / 10;
+    let passed = non_200 == 0 && panics == 0 && hits_after >= hits_goal.max(1);
     let markdown = format!(
         "### Redis killed under posts-read load\n\n\
          `GET /posts/1` in a loop for 6 s against the release bootstrap; its redis-server SIGKILLed at 2 s and \
          restarted (empty) at 4 s. Goal: 0 non-200 answers, outage latency bounded by the Redis timeouts \
-         (connect 250 ms, response 250 ms, reconnect back-off 500 ms by default), hits again after the restart.\n\n\
+         (connect 250 ms, response 250 ms, reconnect back-off 500 ms by default), and at least 90 % of the \
+         answers after the restart are cache hits (the same process reconnected).\n\n\
          | | invocations | p50 | p99 |\n| --- | --- | --- | --- |\n\
          | before | {} | {} | {} |\n| Redis down | {} | {} | {} |\n| after restart | {} | {} | {} |\n\n\
          Non-200 answers: **{non_200}** of {total}. Cache hits after the restart (same process): {hits_after}. \
@@ -154,7 +96,8 @@ pub async fn redis_down_posts_read(bin_dir: &Path, env: &[(String, String)], eve
         ms(percentile(&after, 99.0)),
         if passed { "pass" } else { "FAIL" },
     );
-    DrillResult { markdown, passed }
+    let summary = format!("{non_200} non-200 of {total}; hits after restart {hits_after}/{}", after.len());
+    DrillResult { markdown, summary, passed }
 }
 
 fn refresh_event(base: &Value, token: &str) -> Value {
@@ -168,7 +111,7 @@ fn refresh_event(base: &Value, token: &str) -> Value {
 /// accepted that should not be; after the restart every session's latest token refreshes (no
 /// acknowledged rotation lost) and every superseded token is refused.
 pub async fn redis_down_auth_refresh(bin_dir: &Path, env: &[(String, String)], base: &Value) -> DrillResult {
-    let mut redis = DrillRedis::start(true);
+    let mut redis = testkit::RedisServer::start_with(testkit::Persistence::AppendOnly);
     // A grace window of 0 makes any replay of a superseded token count as reuse, the strictest case.
     let env = with(env, &[("REDIS_URL", redis.url()), ("REFRESH_REUSE_GRACE_MS", "0".into())]);
     let mut tokens = Vec::new();
@@ -200,7 +143,7 @@ pub async fn redis_down_auth_refresh(bin_dir: &Path, env: &[(String, String)], b
             killed = true;
         }
         if !restarted && t >= Duration::from_secs(3) {
-            redis.restart();
+            redis.start_again();
             restarted = true;
         }
         let slot = i % tokens.len();
@@ -260,5 +203,10 @@ pub async fn redis_down_auth_refresh(bin_dir: &Path, env: &[(String, String)], b
         superseded.len().min(50),
         if passed { "pass" } else { "FAIL" },
     );
-    DrillResult { markdown, passed }
+    let summary = format!(
+        "200 {ok}, 503 {unavailable}, 401 {rejected}, other {other}; latest {latest_ok}/{}; superseded accepted \
+         {superseded_accepted}",
+        tokens.len()
+    );
+    DrillResult { markdown, summary, passed }
 }

@@ -163,7 +163,14 @@ pub async fn webhook_killed_mid_event(bin_dir: &Path, env: &[(String, String)], 
         order.payment_intent_id.as_deref().unwrap_or("-"),
         if passed { "pass" } else { "FAIL" },
     );
-    DrillResult { markdown, passed }
+    let summary = format!(
+        "live claim {}, expired claim {}, again {}; email jobs {jobs_for_order}; order {:?}",
+        during.map_or("none".into(), |s| s.to_string()),
+        after.map_or("none".into(), |s| s.to_string()),
+        again.status_code().map_or("none".into(), |s| s.to_string()),
+        order.status,
+    );
+    DrillResult { markdown, summary, passed }
 }
 
 fn now_s() -> i64 {
@@ -378,7 +385,12 @@ pub async fn ses_outage(bin_dir: &Path, env: &[(String, String)]) -> DrillResult
         sent.len() - distinct.len(),
         if passed { "pass" } else { "FAIL" },
     );
-    DrillResult { markdown, passed }
+    let summary = format!(
+        "sent {} of {n} ({} twice), DLQ {in_dlq}, left {left}, retried {reported_failed}",
+        sent.len(),
+        sent.len() - distinct.len()
+    );
+    DrillResult { markdown, summary, passed }
 }
 
 async fn queue_arn(aws: &AwsClients, url: &str) -> String {

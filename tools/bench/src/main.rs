@@ -3,6 +3,7 @@
 //! drill results to RELIABILITY.md, each with the command that produced it.
 
 mod corpus;
+mod drill_runs;
 mod drills;
 mod drills_async;
 mod perf;
@@ -12,6 +13,10 @@ mod stats;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use drill_runs::DrillFuture;
+
+/// The part of RELIABILITY.md that explains what was found, kept beside the code that writes it.
+const RELIABILITY_NOTES: &str = include_str!("reliability_notes.md");
 
 #[derive(Parser)]
 struct Cli {
@@ -60,6 +65,9 @@ pub struct Args {
     /// ses-outage).
     #[arg(long)]
     only: Option<String>,
+    /// Drills only: runs of each drill on an idle machine (one more runs under CPU load).
+    #[arg(long, env = "DRILL_REPEAT", default_value_t = 5)]
+    repeat: usize,
 }
 
 #[tokio::main]
@@ -98,18 +106,25 @@ async fn main() {
             let refresh = perf::read_event(&args.events, "auth-refresh/refresh-body.json");
             let webhook = perf::read_event(&args.events, "stripe-webhook/payment-succeeded.json");
             let wanted = |name: &str| args.only.as_deref().is_none_or(|o| o == name);
+            let repeat = args.repeat;
+            let (bin, env) = (&args.bin_dir, &env);
             let mut results = Vec::new();
             if wanted("redis-posts-read") {
-                results.push(drills::redis_down_posts_read(&args.bin_dir, &env, &hit).await);
+                let drill = || -> DrillFuture<'_> { Box::pin(drills::redis_down_posts_read(bin, env, &hit)) };
+                results.push(drill_runs::repeated("redis-posts-read", repeat, drill).await);
             }
             if wanted("redis-auth-refresh") {
-                results.push(drills::redis_down_auth_refresh(&args.bin_dir, &env, &refresh).await);
+                let drill = || -> DrillFuture<'_> { Box::pin(drills::redis_down_auth_refresh(bin, env, &refresh)) };
+                results.push(drill_runs::repeated("redis-auth-refresh", repeat, drill).await);
             }
             if wanted("webhook-killed") {
-                results.push(drills_async::webhook_killed_mid_event(&args.bin_dir, &env, &webhook).await);
+                let drill =
+                    || -> DrillFuture<'_> { Box::pin(drills_async::webhook_killed_mid_event(bin, env, &webhook)) };
+                results.push(drill_runs::repeated("webhook-killed", repeat, drill).await);
             }
             if wanted("ses-outage") {
-                results.push(drills_async::ses_outage(&args.bin_dir, &env).await);
+                let drill = || -> DrillFuture<'_> { Box::pin(drills_async::ses_outage(bin, env)) };
+                results.push(drill_runs::repeated("ses-outage", repeat, drill).await);
             }
             if results.is_empty() {
                 eprintln!("no drill named {:?}", args.only);
@@ -118,16 +133,23 @@ async fn main() {
             let mut md = format!(
                 "# Reliability drills\n\nWritten by `{}` on {}. Each drill runs the release bootstraps under the \
                  local Lambda Runtime API (tools/lambda-harness) against real redis-server / moto processes on \
-                 loopback, breaks one dependency on purpose, and counts what callers saw.\n\n",
+                 loopback, breaks one dependency on purpose, and counts what callers saw. Each drill runs {repeat} \
+                 times on an idle machine and once more with every core busy (`DRILL_REPEAT` sets the count); \
+                 it passes only if every run does.\n\n| drill | runs passed |\n| --- | --- |\n",
                 args.command,
                 time::OffsetDateTime::now_utc().date()
             );
             for r in &results {
-                md.push_str(&r.markdown);
+                md.push_str(&format!("| {} | {}/{} |\n", r.name, r.passed(), r.runs.len()));
+            }
+            md.push('\n');
+            md.push_str(RELIABILITY_NOTES);
+            for r in &results {
+                md.push_str(&r.markdown());
             }
             std::fs::write(&args.out, md).expect("write report");
             println!("wrote {}", args.out.display());
-            if results.iter().any(|r| !r.passed) {
+            if results.iter().any(|r| !r.all_passed()) {
                 eprintln!("a drill missed its goal; see {}", args.out.display());
                 std::process::exit(1);
             }

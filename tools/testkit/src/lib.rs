@@ -14,7 +14,7 @@ use shared::clients::AwsClients;
 
 pub mod redis_server;
 pub mod serial_moto;
-pub use redis_server::{RedisCluster, RedisServer};
+pub use redis_server::{Persistence, RedisCluster, RedisServer};
 pub use serial_moto::SerialMoto;
 
 /// The workspace root (where template.yaml and .venv live).
@@ -25,6 +25,34 @@ pub fn workspace_root() -> PathBuf {
 /// A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// The lowest port the kernel hands out for `bind(0)` and outgoing connections (Linux's default
+/// `ip_local_port_range` starts at 32768).
+pub const EPHEMERAL_FLOOR: u16 = 32_768;
+
+/// A free port on 127.0.0.1 *below* the ephemeral range, for a server that a test stops and starts
+/// again on the same port: an ephemeral port freed by the stop can be handed to any other
+/// process's outgoing connection or listener in the meantime, and the restarted server then fails
+/// to bind while clients reach whatever took the port.
+pub fn stable_port() -> u16 {
+    stable_port_in(20_000..EPHEMERAL_FLOOR)
+}
+
+/// [`stable_port`] within `range`.
+pub fn stable_port_in(range: std::ops::Range<u16>) -> u16 {
+    let floor = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse::<u16>().ok()))
+        .unwrap_or(EPHEMERAL_FLOOR);
+    assert!(range.end <= floor, "ephemeral range starts at {floor}: below {} needed", range.end);
+    let span = u128::from(range.end - range.start);
+    loop {
+        let port = range.start + (uuid::Uuid::new_v4().as_u128() % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn venv_bin(name: &str) -> PathBuf {

@@ -9,7 +9,7 @@ use crate::{free_port, wait_for_port};
 
 fn spawn(port: u16, dir: &std::path::Path, extra: &[&str]) -> Child {
     Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
         .args(["--dir", dir.to_str().expect("utf-8 dir")])
         .args(extra)
         .stdout(Stdio::null())
@@ -24,32 +24,129 @@ fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// One redis-server on a free port, killed (by PID) on drop.
+/// How a [`RedisServer`] keeps its data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Persistence {
+    /// Nothing on disk: a restart comes back empty (a cache node replaced).
+    #[default]
+    None,
+    /// Append-only file fsynced on every write: a restart comes back with every acknowledged write.
+    AppendOnly,
+    /// An RDB snapshot taken only by [`RedisServer::snapshot`]: a restart loads it, which is how a
+    /// test holds a server in its `LOADING` phase for a while.
+    Snapshot,
+}
+
+/// One redis-server, killed (by PID) on drop.
+///
+/// Its port lies outside the kernel's ephemeral range ([`crate::stable_port`]): while the server
+/// is down for a restart, no outgoing connection or `bind(0)` listener of another process can be
+/// handed that port, so the process that comes back is the one listening.
 pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
+    persistence: Persistence,
     child: Option<Child>,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
-        let port = free_port();
+        Self::start_with(Persistence::None)
+    }
+
+    pub fn start_with(persistence: Persistence) -> Self {
         let dir = temp_dir("redis");
-        let child = spawn(port, &dir, &[]);
-        wait_for_port(port, Duration::from_secs(10));
-        Self { port, dir, child: Some(child) }
+        let mut server = Self { port: crate::stable_port(), dir, persistence, child: None };
+        // Another test may pick the same port between our check and the server's bind: pick again.
+        for _ in 0..5 {
+            match server.try_launch() {
+                Ok(()) => return server,
+                Err(_) => server.port = crate::stable_port(),
+            }
+        }
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        if let Err(e) = self.try_launch() {
+            panic!("{e}");
+        }
+    }
+
+    fn try_launch(&mut self) -> Result<(), String> {
+        let args: &[&str] = match self.persistence {
+            Persistence::None => &["--appendonly", "no"],
+            Persistence::AppendOnly => &["--appendonly", "yes", "--appendfsync", "always"],
+            Persistence::Snapshot => &["--appendonly", "no", "--enable-debug-command", "local"],
+        };
+        let mut child = spawn(self.port, &self.dir, args);
+        // Something accepting on the port is not enough: it must be this process answering.
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("redis-server on port {} exited at start ({status}): port taken?", self.port));
+            }
+            if self.serving_pid() == Some(child.id()) {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("redis-server did not answer on port {}: port taken?", self.port));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.child = Some(child);
+        Ok(())
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Kills the server and waits until the port refuses connections.
-    pub fn stop(&mut self) {
+    /// The PID of the redis-server answering on the port (it answers `LOADING` to most commands
+    /// while it loads, but `INFO` works), if any.
+    fn serving_pid(&self) -> Option<u32> {
+        use std::io::{Read, Write};
+        // A raw exchange with a read timeout: an impostor that accepts and never answers must not
+        // hang the check (redis-cli would wait for ever).
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_millis(200))).ok()?;
+        stream.write_all(b"INFO server\r\n").ok()?;
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    reply.extend_from_slice(&buf[..n]);
+                    if String::from_utf8_lossy(&reply).contains("process_id:") && reply.ends_with(b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&reply);
+        text.lines().find_map(|l| l.trim().strip_prefix("process_id:")).and_then(|p| p.trim().parse().ok())
+    }
+
+    /// The server's PID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, like a crashed node; returns at once (the kernel closes its sockets).
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Kills the server and waits until the port refuses connections.
+    pub fn stop(&mut self) {
+        self.kill();
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() && start.elapsed() < Duration::from_secs(5)
         {
@@ -57,11 +154,40 @@ impl RedisServer {
         }
     }
 
-    /// Starts a fresh (empty) server on the same port.
+    /// Starts a new process on the same port, with whatever the persistence mode kept.
     pub fn restart(&mut self) {
         self.stop();
-        self.child = Some(spawn(self.port, &self.dir, &[]));
-        wait_for_port(self.port, Duration::from_secs(10));
+        self.launch();
+    }
+
+    /// Starts the server again after [`RedisServer::kill`] or [`RedisServer::stop`].
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        self.launch();
+    }
+
+    /// SIGSTOP: the kernel still accepts connections, nothing answers (a frozen node).
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`RedisServer::freeze`].
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.pid().expect("server running");
+        let status = Command::new("kill").args([sig, &pid.to_string()]).status().expect("kill");
+        assert!(status.success(), "kill {sig} {pid}");
+    }
+
+    /// Fills the server with `keys` keys and saves a snapshot ([`Persistence::Snapshot`] only), so
+    /// that the next start spends a while loading it.
+    pub fn snapshot(&self, keys: u64) {
+        assert_eq!(self.persistence, Persistence::Snapshot, "snapshot needs Persistence::Snapshot");
+        assert_eq!(self.cli(&["DEBUG", "POPULATE", &keys.to_string(), "filler", "64"]), "OK");
+        assert_eq!(self.cli(&["SAVE"]), "OK");
     }
 
     /// A synchronous command through redis-cli, for assertions from outside the code under test.
@@ -77,16 +203,21 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        if self.pid().is_some() {
+            // A frozen process ignores nothing but SIGKILL; thaw it anyway so it dies cleanly.
+            let _ = Command::new("kill").args(["-CONT", &self.pid().unwrap_or(0).to_string()]).status();
+        }
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-/// A port for a cluster node: its bus port (port + 10000) must exist and be free too.
+/// A port for a cluster node: its bus port (port + 10000) must be free too, and both lie below the
+/// ephemeral range so that a node restarted on its port finds it still free.
 fn free_cluster_port() -> u16 {
     loop {
-        let port = free_port();
-        if port <= 55_535 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+        let port = crate::stable_port_in(10_000..crate::EPHEMERAL_FLOOR - 10_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
             return port;
         }
     }
@@ -99,6 +230,12 @@ pub struct RedisCluster {
     children: Vec<Child>,
 }
 
+fn spawn_node(port: u16, dir: &std::path::Path) -> Child {
+    let node_dir = dir.join(port.to_string());
+    std::fs::create_dir_all(&node_dir).expect("node dir");
+    spawn(port, &node_dir, &["--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+}
+
 impl RedisCluster {
     pub fn start(masters: usize) -> Self {
         let dir = temp_dir("cluster");
@@ -106,9 +243,7 @@ impl RedisCluster {
         let mut children = Vec::new();
         for _ in 0..masters {
             let port = free_cluster_port();
-            let node_dir = dir.join(port.to_string());
-            std::fs::create_dir_all(&node_dir).expect("node dir");
-            children.push(spawn(port, &node_dir, &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]));
+            children.push(spawn_node(port, &dir));
             ports.push(port);
         }
         // From here on a failed start still kills every node (Drop).
@@ -126,9 +261,14 @@ impl RedisCluster {
             .status()
             .expect("redis-cli --cluster create");
         assert!(status.success(), "cluster create failed");
-        // Wait until every node reports the cluster as ok.
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// Waits until every node reports the cluster as ok.
+    fn wait_ok(&self) {
         let start = Instant::now();
-        for port in &ports {
+        for port in &self.ports {
             loop {
                 let out = Command::new("redis-cli")
                     .args(["-p", &port.to_string(), "cluster", "info"])
@@ -141,7 +281,28 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        cluster
+    }
+
+    /// SIGKILLs every node (the whole cache gone at once).
+    pub fn kill_all(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+
+    /// Starts every node again on its port (each rejoins from its nodes.conf, data empty) and
+    /// waits until the cluster is ok.
+    pub fn start_all_again(&mut self) {
+        assert!(self.children.is_empty(), "kill_all first");
+        for port in &self.ports {
+            self.children.push(spawn_node(*port, &self.dir));
+        }
+        for port in &self.ports {
+            wait_for_port(*port, Duration::from_secs(10));
+        }
+        self.wait_ok();
     }
 
     pub fn url(&self) -> String {
