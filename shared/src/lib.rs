@@ -14,6 +14,7 @@ pub mod orders;
 pub mod outbound;
 pub mod post_writes;
 pub mod posts;
+pub mod runtime;
 pub mod storage;
 pub mod stripe;
 pub mod telemetry;

@@ -8,12 +8,15 @@ use posts_write::settings::Settings;
 use shared::clients::{AwsClients, load_sdk_config};
 use shared::config::{EnvReader, exit_on_error};
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    shared::telemetry::init();
-    let settings = exit_on_error(Settings::from_env(EnvReader::from_env()));
-    let aws = AwsClients::new(&load_sdk_config().await, false);
-    let state = State::new(&settings, &aws)?;
-    let state = &state;
-    lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Infallible>(handle(state, req).await) })).await
+fn main() -> Result<(), lambda_http::Error> {
+    // Current-thread unless Lambda runs several invocations at once here (shared::runtime).
+    shared::runtime::block_on(async {
+        shared::telemetry::init();
+        let settings = exit_on_error(Settings::from_env(EnvReader::from_env()));
+        let aws = AwsClients::new(&load_sdk_config().await, false);
+        let state = State::new(&settings, &aws)?;
+        let state = &state;
+        lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Infallible>(handle(state, req).await) }))
+            .await
+    })
 }

@@ -6,6 +6,7 @@ mod corpus;
 mod drill_runs;
 mod drills;
 mod drills_async;
+mod floor;
 mod perf;
 mod stack_env;
 mod stats;

@@ -168,6 +168,8 @@ pub async fn run(args: &Args) {
         release_profile()
     ));
 
+    md.push_str(&crate::floor::section(&args.bin_dir, &env, &args.events, &redis_url).await);
+
     // Every function, with the event that exercises its main path.
     md.push_str(&format!(
         "## Every function\n\nCold init is exec → first `/next` (median of 10 fresh processes); the first \

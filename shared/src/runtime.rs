@@ -1,0 +1,40 @@
+//! The tokio runtime each function's `main` runs on, chosen from what Lambda asks of the process.
+//!
+//! A classic execution environment hands the process one invocation at a time: a multi-threaded
+//! runtime then only adds work (worker threads parked and woken, tasks moved between them) to
+//! every invocation, measured at about half of an empty function's CPU. So the runtime is a
+//! current-thread one unless `AWS_LAMBDA_MAX_CONCURRENCY` (Lambda Managed Instances) asks for
+//! several invocations in flight at once, in which case it is multi-threaded. Blocking work never
+//! runs on it either way (the Redis store and the SDKs are asynchronous, with timeouts), so a
+//! slow dependency stalls only the invocation that waits for it.
+
+use std::future::Future;
+
+/// How many invocations Lambda may run at once in this process (1 unless set above 1).
+pub fn max_concurrency() -> usize {
+    std::env::var("AWS_LAMBDA_MAX_CONCURRENCY").ok().and_then(|v| v.trim().parse().ok()).filter(|n| *n > 1).unwrap_or(1)
+}
+
+/// Runs `main` to completion on the runtime this process needs; a runtime that cannot start
+/// (no threads, no timer) is returned as `main`'s own error type.
+pub fn block_on<F, T, E>(main: F) -> Result<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+    E: From<std::io::Error>,
+{
+    let mut builder = if max_concurrency() > 1 {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build()?.block_on(main)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_runtime_runs_spawned_tasks() {
+        let got = super::block_on(async { Ok::<_, std::io::Error>(tokio::spawn(async { 7 }).await.expect("task")) });
+        assert_eq!(got.expect("ran"), 7);
+    }
+}

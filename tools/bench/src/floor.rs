@@ -1,0 +1,317 @@
+//! Every function next to the floor, in one run: `echo-function` (the runtime alone: the
+//! `lambda_runtime` loop answering its event) and a raw Redis GET, measured beside each
+//! function's figures so that this shared machine's noise cancels in the ratios.
+//!
+//! Per row: exec → first `/next` and exec → first response (median of 10 cold processes), process
+//! CPU per warm invocation (utime + stime of the process over the warm run, from /proc, so the
+//! runtime's own HTTP exchanges count), warm p50/p99, peak RSS after the first invocation, and
+//! peak RSS after 10,000 invocations (flat, or a leak).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use lambda_harness::{Function, SpawnOptions};
+use serde_json::{Value, json};
+
+use crate::stats::{mib, ms, percentile};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// Linux reports utime/stime in USER_HZ ticks, 100 per second on every architecture Lambda runs.
+const TICK: Duration = Duration::from_millis(10);
+
+/// utime + stime of a process (all its threads, living or exited), from /proc/<pid>/stat.
+pub fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces; fields after its closing parenthesis are fixed.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    // rest starts at field 3 (state, not a number, so skipped): utime and stime are fields 14, 15.
+    let ticks = fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0);
+    TICK * u32::try_from(ticks).unwrap_or(u32::MAX)
+}
+
+/// CPU time this thread has run, in nanoseconds (schedstat is exact where stat ticks are coarse).
+fn thread_cpu() -> Duration {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    Duration::from_nanos(s.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0))
+}
+
+/// One measured row.
+pub struct Row {
+    pub label: String,
+    pub init: Duration,
+    pub first_response: Duration,
+    pub cpu_per_invocation: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub rss_first: u64,
+    pub rss_after: u64,
+    pub invocations: usize,
+}
+
+/// How to get the events of a process: most paths repeat one event; a refresh needs a fresh
+/// session per process and then the token each answer rotated to.
+pub struct Events {
+    pub first: Box<dyn Fn() -> Value>,
+    pub next: Option<fn(&Value, &Value) -> Value>,
+}
+
+impl Events {
+    pub fn same(event: Value) -> Self {
+        Self { first: Box::new(move || event.clone()), next: None }
+    }
+
+    fn first(&self) -> Value {
+        (self.first)()
+    }
+}
+
+fn ok(inv: &lambda_harness::Invocation) -> bool {
+    !inv.is_error && inv.status_code().is_none_or(|s| (200..300).contains(&s))
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    percentile(&v, 50.0)
+}
+
+/// Cold figures over `colds` fresh processes, then one process for `warm` invocations (the first
+/// `warm / 10` of them a warm-up), its CPU and RSS read from /proc.
+pub async fn measure(
+    label: &str,
+    bin: &Path,
+    env: &[(String, String)],
+    events: &Events,
+    colds: usize,
+    warm: usize,
+) -> Row {
+    let options = SpawnOptions { env: env.to_vec(), ..SpawnOptions::default() };
+    let (mut inits, mut firsts, mut rss) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..colds {
+        let f = Function::start(bin, &options).await.expect("spawn");
+        inits.push(f.wait_ready(TIMEOUT).await.expect("init"));
+        let inv = f.invoke(&events.first(), TIMEOUT).await.expect("first invocation");
+        firsts.push(f.spawned_at().elapsed());
+        assert!(ok(&inv), "{label}: first invocation {:?} {:?}", inv.status_code(), inv.error_summary());
+        rss.push(f.stop().await.peak_rss_bytes.unwrap_or(0));
+    }
+    rss.sort();
+
+    if warm == 0 {
+        return Row {
+            label: label.to_owned(),
+            init: median(inits),
+            first_response: median(firsts),
+            cpu_per_invocation: Duration::ZERO,
+            p50: Duration::ZERO,
+            p99: Duration::ZERO,
+            rss_first: rss.get(rss.len() / 2).copied().unwrap_or(0),
+            rss_after: rss.get(rss.len() / 2).copied().unwrap_or(0),
+            invocations: 1,
+        };
+    }
+    let f = Function::start(bin, &options).await.expect("spawn");
+    f.wait_ready(TIMEOUT).await.expect("init");
+    let mut event = events.first();
+    let step = async |event: &mut Value| {
+        let inv = f.invoke(event, TIMEOUT).await.expect("invoke");
+        assert!(ok(&inv), "{label}: {:?} {:?}", inv.status_code(), inv.error_summary());
+        if let Some(next) = events.next {
+            *event = next(event, &inv.json().unwrap_or(Value::Null));
+        }
+        inv.latency
+    };
+    for _ in 0..warm / 10 {
+        step(&mut event).await;
+    }
+    let cpu_before = process_cpu(f.pid());
+    let mut latencies = Vec::with_capacity(warm);
+    for _ in 0..warm {
+        latencies.push(step(&mut event).await);
+    }
+    let cpu = process_cpu(f.pid()).saturating_sub(cpu_before);
+    latencies.sort();
+    let rss_after = f.stop().await.peak_rss_bytes.unwrap_or(0);
+    Row {
+        label: label.to_owned(),
+        init: median(inits),
+        first_response: median(firsts),
+        cpu_per_invocation: cpu / u32::try_from(warm.max(1)).unwrap_or(u32::MAX),
+        p50: percentile(&latencies, 50.0),
+        p99: percentile(&latencies, 99.0),
+        rss_first: rss.get(rss.len() / 2).copied().unwrap_or(0),
+        rss_after,
+        invocations: warm + warm / 10 + 1,
+    }
+}
+
+/// A raw Redis GET from this process: latency percentiles and this client's CPU per GET.
+pub struct RawRedis {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub cpu_per_get: Duration,
+}
+
+pub fn raw_redis(url: &str, key: &str, n: usize) -> RawRedis {
+    let mut conn = redis::Client::open(url).expect("redis url").get_connection().expect("redis connection");
+    for _ in 0..50 {
+        let _: Option<String> = redis::cmd("GET").arg(key).query(&mut conn).expect("GET");
+    }
+    let mut out = Vec::with_capacity(n);
+    let cpu_before = thread_cpu();
+    for _ in 0..n {
+        let start = Instant::now();
+        let _: Option<String> = redis::cmd("GET").arg(key).query(&mut conn).expect("GET");
+        out.push(start.elapsed());
+    }
+    let cpu = thread_cpu().saturating_sub(cpu_before);
+    out.sort();
+    RawRedis {
+        p50: percentile(&out, 50.0),
+        p99: percentile(&out, 99.0),
+        cpu_per_get: cpu / u32::try_from(n.max(1)).unwrap_or(u32::MAX),
+    }
+}
+
+/// The echo-function's event: an empty object, answered as `{"statusCode":200,"body":"{}"}`.
+pub fn floor_event() -> Events {
+    Events::same(json!({}))
+}
+
+fn ratio(a: Duration, b: Duration) -> String {
+    if b.is_zero() { "-".into() } else { format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64()) }
+}
+
+fn plus(a: Duration, b: Duration) -> String {
+    let d = a.as_secs_f64() - b.as_secs_f64();
+    format!("{}{:.3} ms", if d >= 0.0 { "+" } else { "−" }, d.abs() * 1000.0)
+}
+
+fn plus_mib(a: u64, b: u64) -> String {
+    let d = a as f64 - b as f64;
+    format!("{}{:.1} MiB", if d >= 0.0 { "+" } else { "−" }, d.abs() / 1048576.0)
+}
+
+/// The floor table and each row's distance from it, as Markdown.
+pub fn markdown(floor: &Row, raw: &RawRedis, rows: &[Row]) -> String {
+    let mut md = String::from(
+        "| row | exec → first `/next` | exec → first response | CPU per warm invocation | warm p50 | warm p99 | \
+         peak RSS after first | peak RSS after all |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for r in std::iter::once(floor).chain(rows) {
+        let warm = r.invocations > 1;
+        let or_dash = |d: Duration| if warm { ms(d) } else { "–".into() };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.label,
+            ms(r.init),
+            ms(r.first_response),
+            or_dash(r.cpu_per_invocation),
+            or_dash(r.p50),
+            or_dash(r.p99),
+            mib(r.rss_first),
+            if warm { format!("{} (after {})", mib(r.rss_after), r.invocations) } else { "–".into() },
+        ));
+    }
+    md.push_str(&format!(
+        "| raw Redis `GET` (sync client in the bench process) | | | {} client CPU | {} | {} | | |\n\n",
+        ms(raw.cpu_per_get),
+        ms(raw.p50),
+        ms(raw.p99)
+    ));
+    md.push_str(
+        "Against the floor (same run). Goals: init ≤ floor + 3 ms; CPU ≤ 1.3 × (floor + raw GET client CPU) for a \
+         cache hit and ≤ 1.5 × floor for the webhook's verify-only path and a refresh; RSS after first ≤ floor + \
+         3 MB; cache-hit p99 ≤ floor p99 + raw GET p99 + 0.2 ms.\n\n\
+         | row | init − floor | CPU ÷ floor | CPU ÷ (floor + raw GET) | p99 − (floor p99 + raw GET p99) | RSS − floor |\n\
+         | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for r in rows.iter().filter(|r| r.invocations > 1) {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            r.label,
+            plus(r.init, floor.init),
+            ratio(r.cpu_per_invocation, floor.cpu_per_invocation),
+            ratio(r.cpu_per_invocation, floor.cpu_per_invocation + raw.cpu_per_get),
+            plus(r.p99, floor.p99 + raw.p99),
+            plus_mib(r.rss_first, floor.rss_first),
+        ));
+    }
+    md.push('\n');
+    md
+}
+
+/// A refresh event carrying `token` in the body.
+fn refresh_with(base: &Value, token: &str) -> Value {
+    let mut e = base.clone();
+    e["body"] = Value::String(json!({ "refreshToken": token }).to_string());
+    e
+}
+
+/// The next refresh: the token the previous answer rotated to.
+fn next_refresh(event: &Value, answer: &Value) -> Value {
+    let body: Value = answer["body"].as_str().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
+    refresh_with(event, body["refreshToken"].as_str().unwrap_or_default())
+}
+
+/// The "Against the floor" section of BENCHMARKS.md: the floor, a raw GET and each function's
+/// main path, one after the other in this run.
+pub async fn section(bin_dir: &Path, env: &[(String, String)], events: &Path, redis_url: &str) -> String {
+    const COLDS: usize = 10;
+    const WARM: usize = 2000;
+    let floor =
+        measure("echo-function (floor)", &bin_dir.join("echo-function"), env, &floor_event(), COLDS, WARM).await;
+    let raw = raw_redis(redis_url, "post:1", WARM);
+    let read = |name: &str| crate::perf::read_event(events, name);
+    let mut rows = Vec::new();
+    let hit = Events::same(read("posts-read/get-hit.json"));
+    rows.push(measure("posts-read, cache hit", &bin_dir.join("posts-read"), env, &hit, COLDS, 10_000).await);
+
+    let url = redis_url.to_owned();
+    let miss_event = read("posts-read/get-hit.json");
+    let miss = Events {
+        first: Box::new(move || {
+            // Evicted before each cold process, so its first answer is a miss and a fill.
+            let mut conn = redis::Client::open(url.as_str()).and_then(|c| c.get_connection()).expect("redis");
+            let _: () = redis::cmd("DEL").arg("post:1").query(&mut conn).expect("DEL");
+            miss_event.clone()
+        }),
+        next: None,
+    };
+    let mut miss_row =
+        measure("posts-read, cold cache miss (first answer)", &bin_dir.join("posts-read"), env, &miss, COLDS, 0).await;
+    miss_row.label.push_str(" — cold figures only");
+    rows.push(miss_row);
+
+    let verify = Events::same(read("stripe-webhook/unhandled-type.json"));
+    rows.push(measure("stripe-webhook, verify only", &bin_dir.join("stripe-webhook"), env, &verify, COLDS, WARM).await);
+
+    let ops = bin_dir.join("ops");
+    let session_env = env.to_vec();
+    let base = read("auth-refresh/refresh-body.json");
+    let refresh = Events {
+        first: Box::new(move || {
+            let out = std::process::Command::new(&ops)
+                .args(["session", "--user-id", &format!("bench-{}", uuid::Uuid::new_v4().simple())])
+                .envs(session_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .output()
+                .expect("ops session");
+            assert!(out.status.success(), "ops session: {}", String::from_utf8_lossy(&out.stderr));
+            let v: Value = serde_json::from_slice(&out.stdout).expect("ops session JSON");
+            refresh_with(&base, v["refreshToken"].as_str().expect("refreshToken"))
+        }),
+        next: Some(next_refresh),
+    };
+    rows.push(
+        measure("auth-refresh, refresh (rotation)", &bin_dir.join("auth-refresh"), env, &refresh, COLDS, WARM).await,
+    );
+
+    let mut md = String::from(
+        "## Against the floor\n\n`echo-function` (tools/lambda-harness: `lambda_runtime` answering its event, nothing \
+         else) is the floor: what the runtime alone costs on this harness. Measured in the same run as the rows \
+         below, one after the other; CPU is utime + stime of the function's process over 2000 warm invocations \
+         (10,000 for the cache hit, whose RSS must stay flat), read from /proc.\n\n",
+    );
+    md.push_str(&markdown(&floor, &raw, &rows));
+    md
+}
