@@ -260,10 +260,13 @@ fn sqs_event(messages: &[aws_sdk_sqs::types::Message], queue_arn: &str) -> Value
 pub async fn ses_outage(bin_dir: &Path, env: &[(String, String)]) -> DrillResult {
     let aws = AwsClients::new(&shared::clients::load_sdk_config().await, true);
     let endpoint = get(env, "AWS_ENDPOINT_URL").to_owned();
-    let from = "drill-sender@example.com";
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    // A sender of this run only: moto's store keeps every earlier run's messages, and a repeated
+    // drill must count its own.
+    let from = format!("drill-sender-{tag}@example.com");
+    let from = from.as_str();
     aws.sesv2.create_email_identity().email_identity(from).send().await.expect("verify sender in moto");
 
-    let tag = uuid::Uuid::new_v4().simple().to_string();
     let dlq_url = aws
         .sqs
         .create_queue()

@@ -266,6 +266,11 @@ pub async fn section(bin_dir: &Path, env: &[(String, String)], events: &Path, re
     let mut rows = Vec::new();
     let hit = Events::same(read("posts-read/get-hit.json"));
     rows.push(measure("posts-read, cache hit", &bin_dir.join("posts-read"), env, &hit, COLDS, 10_000).await);
+    // The runtime before this change, for the comparison: with AWS_LAMBDA_MAX_CONCURRENCY above 1
+    // the function runs a multi-threaded runtime (lambda_runtime's `run` still polls sequentially).
+    let multi = crate::stack_env::with(env, &[("AWS_LAMBDA_MAX_CONCURRENCY", "2".into())]);
+    let label = "posts-read, cache hit, multi-threaded runtime (AWS_LAMBDA_MAX_CONCURRENCY=2)";
+    rows.push(measure(label, &bin_dir.join("posts-read"), &multi, &hit, COLDS, WARM).await);
 
     let url = redis_url.to_owned();
     let miss_event = read("posts-read/get-hit.json");
@@ -285,6 +290,8 @@ pub async fn section(bin_dir: &Path, env: &[(String, String)], events: &Path, re
 
     let verify = Events::same(read("stripe-webhook/unhandled-type.json"));
     rows.push(measure("stripe-webhook, verify only", &bin_dir.join("stripe-webhook"), env, &verify, COLDS, WARM).await);
+    let label = "stripe-webhook, verify only, multi-threaded runtime (AWS_LAMBDA_MAX_CONCURRENCY=2)";
+    rows.push(measure(label, &bin_dir.join("stripe-webhook"), &multi, &verify, COLDS, WARM).await);
 
     let ops = bin_dir.join("ops");
     let session_env = env.to_vec();

@@ -31,6 +31,20 @@ enum Cmd {
     Perf(Args),
     /// Fault drills → RELIABILITY.md; exits 1 when a drill misses its goal.
     Drill(Args),
+    /// Cold starts and a warm loop of one function on one event, nothing else: the workload that
+    /// `scripts/profile.sh` records with `perf`.
+    Exercise {
+        #[arg(long)]
+        bin: PathBuf,
+        #[arg(long)]
+        env_file: PathBuf,
+        #[arg(long)]
+        event: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        colds: usize,
+        #[arg(long, default_value_t = 5000)]
+        warm: usize,
+    },
     /// The bad-input corpus against every HTTP function; exits 1 on any non-4xx, non-problem
     /// answer or a panic.
     Corpus {
@@ -75,6 +89,16 @@ pub struct Args {
 async fn main() {
     match Cli::parse().command {
         Cmd::Perf(args) => perf::run(&args).await,
+        Cmd::Exercise { bin, env_file, event, colds, warm } => {
+            let env = lambda_harness::env::read_env_file(&env_file).expect("env file");
+            let text = std::fs::read_to_string(&event).expect("event file");
+            let events = floor::Events::same(serde_json::from_str(&text).expect("event JSON"));
+            let row = floor::measure("exercise", &bin, &env, &events, colds, warm).await;
+            println!(
+                "init {:?}, first response {:?}, CPU/invocation {:?}, p50 {:?}, p99 {:?}",
+                row.init, row.first_response, row.cpu_per_invocation, row.p50, row.p99
+            );
+        }
         Cmd::Corpus { bin_dir, env_file, events } => {
             let env = lambda_harness::env::read_env_file(&env_file).expect("env file");
             let bearer = stack_env::bearer(&env, "corpus-user");
