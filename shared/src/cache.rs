@@ -301,6 +301,20 @@ impl Cache {
         }
     }
 
+    /// The cached value of `key`, if there is one: no lock, no load (`None` for a miss, a
+    /// tombstone, an undecodable entry or a cache failure).
+    pub async fn peek<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        match self.redis.query::<Option<String>>(Retry::Idempotent, redis::cmd("GET").arg(key)).await {
+            Ok(entry) => {
+                entry.as_deref().and_then(payload).and_then(|json| serde_json::from_str::<Option<T>>(json).ok())?
+            }
+            Err(e) => {
+                tracing::warn!(key, error = %e, "cache read failed");
+                None
+            }
+        }
+    }
+
     /// Increments a counter (list generations); failures are logged.
     pub async fn bump(&self, key: &str) {
         if let Err(e) = self.redis.query::<i64>(Retry::Idempotent, redis::cmd("INCR").arg(key)).await {

@@ -18,7 +18,6 @@
 
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{Cache, CacheStatus, Ttls};
@@ -114,39 +113,74 @@ impl CachedPosts {
     }
 
     /// Numbered page `page` at `generation`: cached, and loaded from where page `page - 1` ends.
-    fn numbered<'a>(
-        &'a self,
-        cursors: &'a Cursors,
+    async fn numbered(
+        &self,
+        cursors: &Cursors,
         generation: u64,
         page: u32,
         limit: u32,
         deadline: Deadline,
-    ) -> BoxFuture<'a, Result<(CachedPage, CacheStatus), PostsError>> {
-        Box::pin(async move {
-            let key = numbered_page_key(generation, limit, page);
-            let (found, status) = self
+    ) -> Result<(CachedPage, CacheStatus), PostsError> {
+        let key = numbered_page_key(generation, limit, page);
+        let (found, status) = self
+            .cache
+            .get_or_load(&key, LIST_TTLS, page_version, deadline, || async {
+                let after = match self.position_before(cursors, generation, page, limit, deadline).await? {
+                    Start::At(after) => after,
+                    // Past the end of the list: an empty page, no further reads.
+                    Start::PastTheEnd => {
+                        let empty = FeedSlice { items: Vec::new(), next: None };
+                        return Ok::<_, PostsError>(Some(served(cursors, empty, limit, Some(page))));
+                    }
+                };
+                let slice = self.repo.feed_after(after.as_ref(), limit).await?;
+                Ok(Some(served(cursors, slice, limit, Some(page))))
+            })
+            .await?;
+        let cached = found.ok_or_else(|| PostsError::Malformed("cached list page is empty".into()))?;
+        Ok((cached, status))
+    }
+
+    /// Where numbered page `page` starts: after the last item of page `page - 1`. Looks back for
+    /// the nearest page already cached (usually `page - 1`, for a client walking in order), then
+    /// fills the pages between it and `page` one Query each, in order. A loop, not a recursion:
+    /// page 100 at limit 10 would otherwise nest 100 fills deep.
+    async fn position_before(
+        &self,
+        cursors: &Cursors,
+        generation: u64,
+        page: u32,
+        limit: u32,
+        deadline: Deadline,
+    ) -> Result<Start, PostsError> {
+        let mut known = 0;
+        let mut after = None;
+        for earlier in (1..page).rev() {
+            if let Some(cached) = self.cache.peek::<CachedPage>(&numbered_page_key(generation, limit, earlier)).await {
+                match cached.next {
+                    Some(next) => after = Some(next),
+                    None => return Ok(Start::PastTheEnd),
+                }
+                known = earlier;
+                break;
+            }
+        }
+        for missing in known + 1..page {
+            let key = numbered_page_key(generation, limit, missing);
+            let from = after.clone();
+            let (found, _) = self
                 .cache
                 .get_or_load(&key, LIST_TTLS, page_version, deadline, || async {
-                    let after = if page <= 1 {
-                        None
-                    } else {
-                        let (previous, _) = self.numbered(cursors, generation, page - 1, limit, deadline).await?;
-                        match previous.next {
-                            Some(position) => Some(position),
-                            // Past the end of the list: an empty page, no further reads.
-                            None => {
-                                let empty = FeedSlice { items: Vec::new(), next: None };
-                                return Ok::<_, PostsError>(Some(served(cursors, empty, limit, Some(page))));
-                            }
-                        }
-                    };
-                    let slice = self.repo.feed_after(after.as_ref(), limit).await?;
-                    Ok::<_, PostsError>(Some(served(cursors, slice, limit, Some(page))))
+                    let slice = self.repo.feed_after(from.as_ref(), limit).await?;
+                    Ok::<_, PostsError>(Some(served(cursors, slice, limit, Some(missing))))
                 })
                 .await?;
-            let cached = found.ok_or_else(|| PostsError::Malformed("cached list page is empty".into()))?;
-            Ok((cached, status))
-        })
+            match found.and_then(|c| c.next) {
+                Some(next) => after = Some(next),
+                None => return Ok(Start::PastTheEnd),
+            }
+        }
+        Ok(Start::At(after))
     }
 
     /// The page after `position`, which the caller read from `cursor` (already verified).
@@ -186,6 +220,12 @@ impl CachedPosts {
     pub async fn bump_lists(&self) {
         self.cache.bump(LIST_GENERATION_KEY).await;
     }
+}
+
+/// Where a numbered page starts.
+enum Start {
+    At(Option<FeedPosition>),
+    PastTheEnd,
 }
 
 fn served(cursors: &Cursors, slice: FeedSlice, limit: u32, page: Option<u32>) -> CachedPage {
