@@ -2,7 +2,8 @@
 //! code under test: every request passes through unchanged, and the proxy counts, from moto's own
 //! answers, the Query calls, the GetItem calls and the items each read (`ScannedCount` of a
 //! Query, one per GetItem that found an item). It can also hold Query answers back for a while,
-//! which makes "a slow page" without touching the code that loads it.
+//! which makes "a slow page" without touching the code that loads it, and make Query answers
+//! lag like an eventually consistent index (items created after a given time left out).
 //!
 //! The proxy runs on the test's tokio runtime on a free loopback port and stops with it.
 
@@ -31,6 +32,8 @@ pub struct Reads {
 struct Shared {
     reads: Mutex<Reads>,
     query_delay_ms: AtomicU64,
+    /// Query answers leave out items whose `createdAt` is later than this.
+    lag_after: Mutex<Option<String>>,
 }
 
 pub struct DynamoMeter {
@@ -69,6 +72,12 @@ impl DynamoMeter {
         std::mem::take(&mut *self.shared.reads.lock().expect("meter lock"))
     }
 
+    /// Makes every Query answer leave out the items created after `created_at` (`None`: stop),
+    /// as a GSI that has not caught up with recent writes would.
+    pub fn lag_index_after(&self, created_at: Option<String>) {
+        *self.shared.lag_after.lock().expect("meter lock") = created_at;
+    }
+
     /// Holds every Query answer back this long (a slow page), `Duration::ZERO` to stop.
     pub fn set_query_delay(&self, delay: Duration) {
         self.shared.query_delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
@@ -96,7 +105,10 @@ async fn forward(
         Ok(resp) => {
             let status = resp.status();
             let headers = resp.headers().clone();
-            let bytes = resp.bytes().await.unwrap_or_default();
+            let mut bytes = resp.bytes().await.unwrap_or_default();
+            if status.is_success() && operation == "Query" {
+                bytes = lag(state, bytes);
+            }
             if status.is_success() {
                 count(state, &operation, &bytes);
             }
@@ -122,6 +134,18 @@ async fn forward(
         }
     }
     answer
+}
+
+fn lag(state: &Shared, bytes: Bytes) -> Bytes {
+    let Some(after) = state.lag_after.lock().expect("meter lock").clone() else { return bytes };
+    let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return bytes };
+    if let Some(items) = json.get_mut("Items").and_then(|v| v.as_array_mut()) {
+        items.retain(|item| item["createdAt"]["S"].as_str().is_none_or(|c| c <= after.as_str()));
+        let n = items.len();
+        json["Count"] = n.into();
+        json["ScannedCount"] = n.into();
+    }
+    Bytes::from(serde_json::to_vec(&json).unwrap_or_default())
 }
 
 fn count(state: &Shared, operation: &str, body: &[u8]) {
