@@ -5,6 +5,7 @@
 mod corpus;
 mod drills;
 mod drills_async;
+mod drills_posts;
 mod perf;
 mod stack_env;
 mod stats;
@@ -107,6 +108,9 @@ async fn main() {
             }
             if wanted("webhook-killed") {
                 results.push(drills_async::webhook_killed_mid_event(&args.bin_dir, &env, &webhook).await);
+            }
+            if wanted("posts-flood") {
+                results.push(drills_posts::deep_page_flood(&args.bin_dir, &args.events, &env).await);
             }
             if wanted("ses-outage") {
                 results.push(drills_async::ses_outage(&args.bin_dir, &env).await);
