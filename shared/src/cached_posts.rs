@@ -97,16 +97,14 @@ impl CachedPosts {
     ) -> Result<(PostPage, CacheStatus), PostsError> {
         let Some(generation) = self.cache.counter(LIST_GENERATION_KEY).await else {
             // Cache unavailable: skip it entirely rather than pay a timeout per page.
-            let mut after = None;
-            for number in 1..=page {
-                let slice = self.repo.feed_after(after.as_ref(), limit).await?;
-                if number == page || slice.next.is_none() {
-                    let slice = if number == page { slice } else { FeedSlice { items: Vec::new(), next: None } };
-                    return Ok((served(cursors, slice, limit, Some(page)).page, CacheStatus::Miss));
-                }
-                after = slice.next;
+            let mut slice = self.repo.feed_after(None, limit).await?;
+            for _ in 1..page {
+                slice = match &slice.next {
+                    Some(after) => self.repo.feed_after(Some(after), limit).await?,
+                    None => FeedSlice { items: Vec::new(), next: None },
+                };
             }
-            unreachable!("the loop returns on its last round");
+            return Ok((served(cursors, slice, limit, Some(page)).page, CacheStatus::Miss));
         };
         let (cached, status) = self.numbered(cursors, generation, page, limit, deadline).await?;
         Ok((cached.page, status))

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lambda_http::http::{HeaderValue, StatusCode};
+use lambda_http::http::{HeaderName, HeaderValue, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use shared::api::{self, Cors, Problem};
 use shared::cache::{Cache, CacheStatus};
@@ -82,7 +82,7 @@ async fn get_post(state: &State, raw_id: &str, deadline: Deadline) -> Result<Res
         Some(post) => Ok(with_cache_status(api::json(StatusCode::OK, &post), status)),
         // The 404 says whether the absence itself came from the cache.
         None => Err(Problem::not_found(format!("post {id} does not exist"))
-            .with_header("x-cache".parse().expect("static header name"), HeaderValue::from_static(status.as_str()))),
+            .with_header(HeaderName::from_static("x-cache"), HeaderValue::from_static(status.as_str()))),
     }
 }
 
