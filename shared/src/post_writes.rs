@@ -340,10 +340,14 @@ mod tests {
 
     #[test]
     fn bidi_overrides_and_zero_width_characters_are_refused() {
-        for (title, body) in [("evil\u{202E}txt.exe", "b"), ("ok", "hidden\u{200B}word"), ("a\u{2066}b", "\u{FEFF}")] {
+        for (title, body, bad) in [
+            ("evil\u{202E}txt.exe", "b", vec!["title"]),
+            ("ok", "hidden\u{200B}word", vec!["body"]),
+            ("a\u{2066}b", "\u{FEFF}", vec!["title", "body"]),
+        ] {
             let err = NewPost::parse(&json!({"title": title, "body": body})).unwrap_err();
-            assert_eq!(err.0.len(), 1, "{title:?} {body:?}");
-            assert!(err.0[0].message.contains("U+"), "{:?}", err.0[0]);
+            assert!(err.0.iter().all(|e| e.message.contains("U+")), "{:?}", err.0);
+            assert_eq!(fields(err), bad, "{title:?} {body:?}");
         }
         let err = parse_changes(&json!({"title": "x\u{202D}y"})).unwrap_err();
         assert_eq!(
