@@ -461,6 +461,51 @@ async fn a_page_cached_while_the_index_lags_a_write_is_dropped_before_the_write_
     assert_eq!(ids(&after)[0], created.id.as_str(), "once the write has answered, page 1 shows it");
 }
 
+/// A waiter whose own deadline comes before the slow fill answers "retry" (503) and never reads
+/// DynamoDB itself; the holder's fill still lands for the next reader.
+#[tokio::test]
+async fn a_waiter_out_of_time_answers_503_without_reading() {
+    let f = fixture().await;
+    for i in 0..15u32 {
+        f.repo.put(&post(&format!("o{i:02}"), true, &at(i))).await.unwrap();
+    }
+    let other = f.instance().await;
+    f.meter.set_query_delay(Duration::from_millis(1500));
+    f.meter.take();
+    let holder = f.state.posts.page_by_number(&f.state.cursors, 1, 10, Deadline::after(Duration::from_secs(10)));
+    let waiter = async {
+        // Start once the holder has the lock, with a deadline shorter than its load.
+        while f.redis.cli(&["EXISTS", &format!("{{{}}}:lock", numbered_page_key(0, 10, 1))]).trim() != "(integer) 1" {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        other.posts.page_by_number(&other.cursors, 1, 10, Deadline::after(Duration::from_millis(600))).await
+    };
+    let (held, waited) = tokio::join!(holder, waiter);
+    f.meter.set_query_delay(Duration::ZERO);
+    assert_eq!(held.unwrap().1, shared::cache::CacheStatus::Miss);
+    let err = waited.unwrap_err();
+    assert!(matches!(err, shared::posts::PostsError::OutOfTime(_)), "{err:?}");
+    let problem = shared::api::Problem::from(err);
+    assert_eq!((problem.status.as_u16(), problem.kind), (503, "unavailable"));
+    assert_eq!(f.meter.take().queries, 1, "the waiter read nothing");
+    assert_eq!(x_cache(&handle(&f.state, get("/posts?limit=10")).await), "hit");
+}
+
+/// A holder that died keeps its lock until its deadline and releases nothing: the next caller
+/// waits for the lock to expire, then loads, once.
+#[tokio::test]
+async fn a_dead_holders_lock_expires_and_the_next_caller_loads_once() {
+    let f = fixture().await;
+    f.repo.put(&post("1", true, &timestamp_now())).await.unwrap();
+    // What a holder with 700 ms left leaves behind when it dies mid-load.
+    f.redis.cli(&["SET", "{post:1}:lock", "dead-holder", "PX", "700"]);
+    f.meter.take();
+    let r = handle(&f.state, get("/posts/1")).await;
+    assert_eq!((r.status().as_u16(), x_cache(&r)), (200, "miss"));
+    assert_eq!(f.meter.take().gets, 1);
+    assert_eq!(x_cache(&handle(&f.state, get("/posts/1")).await), "hit");
+}
+
 #[tokio::test]
 async fn redis_down_still_answers_from_dynamodb_and_recovers_after_restart() {
     let mut f = fixture().await;
