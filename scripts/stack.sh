@@ -14,6 +14,8 @@ VENV=$ROOT/.venv
 DEV_JWT_SECRET=dev-only-jwt-secret-not-for-production-0001
 # Local only: the sample events in events/stripe-webhook are signed with this secret.
 DEV_STRIPE_WEBHOOK_SECRET=whsec_dev_only_not_for_production_0001
+# Local only: the cursor in events/posts-read/list-cursor.json is signed with this key.
+DEV_POSTS_CURSOR_SECRET=dev-only-posts-cursor-secret-not-for-production-01
 
 free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -45,7 +47,7 @@ up() {
   local origins=${ALLOWED_ORIGINS:-http://127.0.0.1:5173,http://localhost:5173}
   "$VENV/bin/python" scripts/provision.py --endpoint "$endpoint" --prefix "$prefix" \
     --param "AllowedOrigins=$origins" --param "JwtSigningSecret=$DEV_JWT_SECRET" \
-    --param "StripeWebhookSecret=$DEV_STRIPE_WEBHOOK_SECRET" \
+    --param "StripeWebhookSecret=$DEV_STRIPE_WEBHOOK_SECRET" --param "PostsCursorSecret=$DEV_POSTS_CURSOR_SECRET" \
     --param "EmailFromAddress=no-reply@example.com" --param "SesIdentity=example.com" \
     --set "REDIS_URL=$redis_url" --set REDIS_CLUSTER=false --set "ALLOWED_ORIGINS=$origins" \
     --set S3_FORCE_PATH_STYLE=true \

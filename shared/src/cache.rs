@@ -12,10 +12,20 @@
 //! write cannot put N back after the write of N+1: it finds the tombstone N+1 and gives up.
 //! A tombstone reads as a miss; the first fill of the current version replaces it.
 //!
+//! Absence is cached too (`"<version>|null"`, a shorter TTL), at the version of the tombstone the
+//! loader found before it read the source: after a delete of version N the key holds the tombstone
+//! N+1, the first reader fills "absent at N+1", and every later read is a hit. A write that comes
+//! after leaves a higher tombstone, so an absence cannot outlive the write that ends it.
+//!
 //! Stampede guard: on a miss, one caller takes a lock `{key}:lock` (`SET NX PX` with a random
 //! token; the hash tag keeps it in the key's cluster slot) and loads; the fill script also
-//! releases the lock by compare-and-delete. The others poll the key for a bounded time
-//! (`fill_wait`) and fall back to the source of truth when it runs out.
+//! releases the lock by compare-and-delete. The lock lives until the holder's own deadline (the
+//! end of its invocation: it cannot be loading after that), so it expires by itself when a holder
+//! dies and never while one can still be loading. Everyone else waits for the fill, however slow
+//! the load is, until *their* deadline: a slow (expensive) load is collapsed like a fast one. A
+//! waiter that reaches its deadline answers [`OutOfTime`] (a 503 with Retry-After) rather than
+//! adding one more read to the source that is already slow. When a holder's load fails it
+//! releases the lock and the next waiter takes it over.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,6 +38,7 @@ use serde::de::DeserializeOwned;
 
 use crate::clients::{RedisStore, Retry};
 use crate::config::EnvReader;
+use crate::deadline::Deadline;
 
 /// Whether a value came from the cache; sent to clients as `x-cache: hit|miss`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,13 +66,16 @@ pub fn jittered(ttl: Duration) -> Duration {
     Duration::from_millis(rand::rng().random_range(ms - spread..=ms + spread))
 }
 
-/// Read, and take the fill lock on a miss. Returns {1, entry} on a hit, {2} when this caller now
-/// holds the lock, {0} when another caller holds it.
+/// Read, and take the fill lock on a miss. Returns {1, entry} on a hit, {2, tombstone version}
+/// when this caller now holds the lock, {0, tombstone version} when another caller holds it (the
+/// version is 0 when there is no tombstone).
 const READ_OR_LOCK: &str = r"
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, -1) ~= '|' then return {1, v} end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
-return {0}
+local tomb = 0
+if v then tomb = tonumber(string.sub(v, 1, -2)) or 0 end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, tomb} end
+return {0, tomb}
 ";
 
 /// Fill unless a newer version (or the same version's value) is there; release our lock.
@@ -98,34 +112,46 @@ redis.call('SET', KEYS[1], ARGV[1] .. '|', 'PX', ARGV[2])
 return 1
 ";
 
-/// Settings: `CACHE_FILL_WAIT_MS` (how long a caller waits for another's fill) and
-/// `CACHE_LOCK_TTL_MS` (how long a crashed loader can hold the lock).
+/// How a waiter polls for another caller's fill: every `poll_every` at first, backing off to
+/// `poll_max` (a slow load is waited for until the waiter's own deadline, so the polls are
+/// spaced out rather than hammering Redis for seconds).
 #[derive(Clone, Copy, Debug)]
 pub struct CacheSettings {
-    pub fill_wait: Duration,
-    pub lock_ttl: Duration,
     pub poll_every: Duration,
+    pub poll_max: Duration,
+    /// Time kept back from a waiter's deadline to answer (a 503) instead of timing out.
+    pub answer_reserve: Duration,
 }
 
 impl Default for CacheSettings {
     fn default() -> Self {
         Self {
-            fill_wait: Duration::from_millis(1000),
-            lock_ttl: Duration::from_millis(3000),
-            poll_every: Duration::from_millis(20),
+            poll_every: Duration::from_millis(10),
+            poll_max: Duration::from_millis(50),
+            answer_reserve: Duration::from_millis(250),
         }
     }
 }
 
 impl CacheSettings {
-    pub fn from_env(env: &mut EnvReader<'_>) -> Self {
-        let d = Self::default();
-        Self {
-            fill_wait: env.millis("CACHE_FILL_WAIT_MS", d.fill_wait.as_millis() as u64, 0..=10_000),
-            lock_ttl: env.millis("CACHE_LOCK_TTL_MS", d.lock_ttl.as_millis() as u64, 100..=60_000),
-            poll_every: d.poll_every,
-        }
+    /// Nothing to configure any more: the lock's lifetime and the wait both come from the
+    /// invocation's deadline. Kept so every function builds its cache the same way.
+    pub fn from_env(_env: &mut EnvReader<'_>) -> Self {
+        Self::default()
     }
+}
+
+/// The caller's deadline came before a value: either it waited for another caller's fill up to
+/// its own deadline, or its own load ran past it. Answer "retry shortly", never a second read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the cache fill did not finish before the request's deadline")]
+pub struct OutOfTime;
+
+/// Lifetimes of what a fill writes: a value, and the record that the source has nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct Ttls {
+    pub value: Duration,
+    pub absent: Duration,
 }
 
 struct Scripts {
@@ -150,7 +176,9 @@ impl std::fmt::Debug for Cache {
 
 enum Read {
     Hit(String),
-    Locked,
+    /// This caller holds the lock; the tombstone version found (0: none).
+    Locked(u64),
+    /// Another caller holds the lock.
     Busy,
 }
 
@@ -180,8 +208,14 @@ impl Cache {
         &self.redis
     }
 
-    async fn read_or_lock(&self, key: &str, lock: &str, token: &str) -> Result<Read, crate::clients::RedisStoreError> {
-        let ttl_ms = self.settings.lock_ttl.as_millis() as u64;
+    async fn read_or_lock(
+        &self,
+        key: &str,
+        lock: &str,
+        token: &str,
+        lock_ttl: Duration,
+    ) -> Result<Read, crate::clients::RedisStoreError> {
+        let ttl_ms = (lock_ttl.as_millis() as u64).max(1);
         let reply: Vec<redis::Value> = self
             .redis
             .run(Retry::Idempotent, |mut conn| async move {
@@ -189,11 +223,12 @@ impl Cache {
             })
             .await?;
         let code = reply.first().and_then(|v| redis::from_redis_value_ref::<i64>(v).ok()).unwrap_or(0);
+        let tombstone = || reply.get(1).and_then(|v| redis::from_redis_value_ref::<u64>(v).ok()).unwrap_or(0);
         Ok(match code {
             1 => {
                 Read::Hit(reply.get(1).and_then(|v| redis::from_redis_value_ref::<String>(v).ok()).unwrap_or_default())
             }
-            2 => Read::Locked,
+            2 => Read::Locked(tombstone()),
             _ => Read::Busy,
         })
     }
@@ -266,6 +301,20 @@ impl Cache {
         }
     }
 
+    /// The cached value of `key`, if there is one: no lock, no load (`None` for a miss, a
+    /// tombstone, an undecodable entry or a cache failure).
+    pub async fn peek<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        match self.redis.query::<Option<String>>(Retry::Idempotent, redis::cmd("GET").arg(key)).await {
+            Ok(entry) => {
+                entry.as_deref().and_then(payload).and_then(|json| serde_json::from_str::<Option<T>>(json).ok())?
+            }
+            Err(e) => {
+                tracing::warn!(key, error = %e, "cache read failed");
+                None
+            }
+        }
+    }
+
     /// Increments a counter (list generations); failures are logged.
     pub async fn bump(&self, key: &str) {
         if let Err(e) = self.redis.query::<i64>(Retry::Idempotent, redis::cmd("INCR").arg(key)).await {
@@ -285,45 +334,62 @@ impl Cache {
     }
 
     /// Cache-aside with the stampede guard. `load` reads the source of truth (`None`: not
-    /// found, cached too so that misses on absent keys do not all reach the database);
-    /// `version_of` gives the version a loaded value is filled at.
+    /// found, cached too, for `ttls.absent`, so that reads of absent keys do not all reach the
+    /// database); `version_of` gives the version a loaded value is filled at (an absence is
+    /// filled at the version of the tombstone found before the load).
+    ///
+    /// `deadline` is the caller's: the fill lock lives until it, the load is cut off at it, and
+    /// a caller that finds another's fill in progress waits for it until then (less
+    /// `answer_reserve`) and then gives up with [`OutOfTime`], never reading the source itself.
     pub async fn get_or_load<T, E, F, Fut>(
         &self,
         key: &str,
-        ttl: Duration,
-        version_of: fn(&Option<T>) -> u64,
+        ttls: Ttls,
+        version_of: fn(&T) -> u64,
+        deadline: Deadline,
         load: F,
     ) -> Result<(Option<T>, CacheStatus), E>
     where
         T: Serialize + DeserializeOwned,
+        E: From<OutOfTime>,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>, E>>,
     {
         let lock = lock_key(key);
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let deadline = Instant::now() + self.settings.fill_wait;
+        let give_up_at = deadline.at.checked_sub(self.settings.answer_reserve).unwrap_or(deadline.at);
+        let mut poll = self.settings.poll_every;
         let mut holds_lock = false;
+        let mut tombstone = 0;
         loop {
-            match self.read_or_lock(key, &lock, &token).await {
+            match self.read_or_lock(key, &lock, &token, deadline.remaining()).await {
                 Ok(Read::Hit(entry)) => match payload(&entry).map(serde_json::from_str::<Option<T>>) {
                     Some(Ok(v)) => return Ok((v, CacheStatus::Hit)),
                     // An entry written by another version of the code: reload and overwrite.
                     _ => tracing::warn!(key, "cache entry undecodable; treating as a miss"),
                 },
-                Ok(Read::Locked) => holds_lock = true,
-                Ok(Read::Busy) if Instant::now() < deadline => {
-                    tokio::time::sleep(self.settings.poll_every).await;
+                Ok(Read::Locked(tomb)) => {
+                    holds_lock = true;
+                    tombstone = tomb;
+                }
+                Ok(Read::Busy) => {
+                    let now = Instant::now();
+                    if now >= give_up_at {
+                        tracing::warn!(key, "another caller's fill did not land before our deadline");
+                        return Err(OutOfTime.into());
+                    }
+                    tokio::time::sleep(poll.min(give_up_at - now)).await;
+                    poll = (poll * 3 / 2).min(self.settings.poll_max);
                     continue;
                 }
-                Ok(Read::Busy) => tracing::info!(key, "waited for another fill too long; reading the source"),
                 Err(e) => {
                     tracing::warn!(key, error = %e, "cache unavailable; reading the source of truth");
-                    return load().await.map(|v| (v, CacheStatus::Miss));
+                    return bounded(deadline, load()).await.map(|v| (v, CacheStatus::Miss));
                 }
             }
             break;
         }
-        let loaded = match load().await {
+        let loaded = match bounded(deadline, load()).await {
             Ok(v) => v,
             Err(e) => {
                 if holds_lock {
@@ -332,9 +398,24 @@ impl Cache {
                 return Err(e);
             }
         };
-        let version = version_of(&loaded);
+        let (version, ttl) = match &loaded {
+            Some(v) => (version_of(v), ttls.value),
+            None => (tombstone, ttls.absent),
+        };
         self.fill(key, version, &loaded, ttl, if holds_lock { &token } else { "" }).await;
         Ok((loaded, CacheStatus::Miss))
+    }
+}
+
+/// A load cut off at the deadline: past it the lock has expired (it lives until the deadline),
+/// so a load still running would no longer be the only one.
+async fn bounded<T, E: From<OutOfTime>>(deadline: Deadline, load: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    match tokio::time::timeout_at(deadline.at.into(), load).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!("source read ran past the request's deadline");
+            Err(OutOfTime.into())
+        }
     }
 }
 

@@ -1,10 +1,21 @@
 //! Creating, changing and deleting posts: validation into typed input, conditional writes, and
 //! the cache invalidation that follows every successful write.
+//!
+//! Lists and the index lag: `byFeed` is a GSI, updated asynchronously after the table write. The
+//! list generation is bumped right after the write (cached pages go at once), but a reader in
+//! the gap before the index catches up would read the pre-write page and cache it under the new
+//! generation. So a write that changes the list then reads the post back through the index
+//! (a few ms when it has caught up, polled up to `POSTS_INDEX_WAIT_MS`) and bumps the
+//! generation again: what was cached in the gap becomes unreachable before the write answers.
+
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::cached_posts::CachedPosts;
+use crate::config::EnvReader;
+use crate::deadline::Deadline;
 use crate::posts::{Post, PostChanges, PostId, WriteError, timestamp_now};
 use crate::tokens::UserId;
 
@@ -51,6 +62,8 @@ fn check_title(v: &Value, errors: &mut Vec<FieldError>) -> Option<String> {
         errors.push(field_error("title", format!("must be 1 to {TITLE_MAX_CHARS} characters, not blank")));
     } else if t.chars().any(char::is_control) {
         errors.push(field_error("title", "must not contain control characters (CR, LF, ...)"));
+    } else if let Some(message) = invisible_message(t) {
+        errors.push(field_error("title", message));
     } else {
         return Some(t.to_owned());
     }
@@ -63,9 +76,25 @@ fn check_body(v: &Value, errors: &mut Vec<FieldError>) -> Option<String> {
         Some(b) if b.len() > BODY_MAX_BYTES => {
             errors.push(field_error("body", format!("must be at most {BODY_MAX_BYTES} bytes (is {})", b.len())))
         }
-        Some(b) => return Some(b.to_owned()),
+        Some(b) => match invisible_message(b) {
+            Some(message) => errors.push(field_error("body", message)),
+            None => return Some(b.to_owned()),
+        },
     }
     None
+}
+
+/// Bidi controls can make a title or a body read differently from what it says (the
+/// "Trojan Source" trick), and zero-width characters hide text or make look-alike titles; both
+/// are refused with the position of the first one, using the same list as upload filenames.
+fn invisible_message(text: &str) -> Option<String> {
+    crate::text::first_invisible(text).map(|(at, c)| {
+        format!(
+            "must not contain invisible formatting characters (bidi controls, zero-width characters): U+{:04X} at character {}",
+            c as u32,
+            at + 1
+        )
+    })
 }
 
 fn check_published(v: &Value, errors: &mut Vec<FieldError>) -> Option<bool> {
@@ -145,17 +174,34 @@ impl From<crate::posts::PostsError> for PostWriteError {
     }
 }
 
+/// `POSTS_INDEX_WAIT_MS`: how long a write waits for the index to show it before the last bump.
+pub fn index_wait_from_env(env: &mut EnvReader<'_>) -> Duration {
+    env.millis("POSTS_INDEX_WAIT_MS", 2000, 0..=8000)
+}
+
+/// Time kept back from the write's deadline to answer after waiting for the index.
+const ANSWER_RESERVE: Duration = Duration::from_millis(500);
+
+/// What the index must show once it has caught up with a write.
+struct Indexed<'a> {
+    id: &'a PostId,
+    created_at: &'a str,
+    published: bool,
+    version: u64,
+}
+
 #[derive(Clone, Debug)]
 pub struct PostWriter {
     pub posts: CachedPosts,
+    pub index_wait: Duration,
 }
 
 impl PostWriter {
-    pub fn new(posts: CachedPosts) -> Self {
-        Self { posts }
+    pub fn new(posts: CachedPosts, index_wait: Duration) -> Self {
+        Self { posts, index_wait }
     }
 
-    pub async fn create(&self, author: &UserId, new: NewPost) -> Result<Post, PostWriteError> {
+    pub async fn create(&self, author: &UserId, new: NewPost, deadline: Deadline) -> Result<Post, PostWriteError> {
         let now = timestamp_now();
         let post = Post {
             id: PostId::generate(),
@@ -173,6 +219,10 @@ impl PostWriter {
             WriteError::Store(s) => PostWriteError::Store(s),
         })?;
         self.posts.invalidate_after_write(&post.id, post.version).await;
+        if post.published {
+            let shown = Indexed { id: &post.id, created_at: &post.created_at, published: true, version: 1 };
+            self.settle_lists(shown, deadline).await;
+        }
         Ok(post)
     }
 
@@ -194,6 +244,7 @@ impl PostWriter {
         id: &PostId,
         if_match: Option<u64>,
         changes: &PostChanges,
+        deadline: Deadline,
     ) -> Result<Post, PostWriteError> {
         let current = self.current(author, id, if_match).await?;
         let updated =
@@ -202,10 +253,21 @@ impl PostWriter {
                 WriteError::Store(s) => PostWriteError::Store(s),
             })?;
         self.posts.invalidate_after_write(id, updated.version).await;
+        if current.published || updated.published {
+            let shown =
+                Indexed { id, created_at: &updated.created_at, published: updated.published, version: updated.version };
+            self.settle_lists(shown, deadline).await;
+        }
         Ok(updated)
     }
 
-    pub async fn delete(&self, author: &UserId, id: &PostId, if_match: Option<u64>) -> Result<(), PostWriteError> {
+    pub async fn delete(
+        &self,
+        author: &UserId,
+        id: &PostId,
+        if_match: Option<u64>,
+        deadline: Deadline,
+    ) -> Result<(), PostWriteError> {
         let current = self.current(author, id, if_match).await?;
         self.posts.repo.delete(id, author.as_str(), current.version).await.map_err(|e| match e {
             WriteError::Conflict => PostWriteError::VersionMismatch { precondition: if_match.is_some() },
@@ -213,7 +275,39 @@ impl PostWriter {
         })?;
         // One past the deleted version: no reader's fill of the deleted post can land.
         self.posts.invalidate_after_write(id, current.version + 1).await;
+        if current.published {
+            let shown = Indexed { id, created_at: &current.created_at, published: false, version: current.version + 1 };
+            self.settle_lists(shown, deadline).await;
+        }
         Ok(())
+    }
+
+    /// Waits (bounded) until the index shows the write, then bumps the list generation again.
+    /// Returns whether the index caught up in time. When it did not, the bump still happens, and
+    /// a page cached from the lagging index can be served until its TTL (60 s); that is logged.
+    async fn settle_lists(&self, shown: Indexed<'_>, deadline: Deadline) -> bool {
+        let latest = deadline.at.checked_sub(ANSWER_RESERVE).unwrap_or(deadline.at);
+        let until = (Instant::now() + self.index_wait).min(latest);
+        let mut poll = Duration::from_millis(20);
+        let caught_up = loop {
+            match self.posts.repo.index_shows(shown.id, shown.created_at, shown.published, shown.version).await {
+                Ok(true) => break true,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(id = %shown.id, error = %e, "reading the write back through the index failed"),
+            }
+            let now = Instant::now();
+            if now >= until {
+                break false;
+            }
+            tokio::time::sleep(poll.min(until - now)).await;
+            poll = (poll * 2).min(Duration::from_millis(200));
+        };
+        if !caught_up {
+            tracing::warn!(id = %shown.id, wait_ms = self.index_wait.as_millis() as u64,
+                "the byFeed index had not caught up with the write; cached lists may lag it until their TTL");
+        }
+        self.posts.bump_lists().await;
+        caught_up
     }
 }
 
@@ -242,6 +336,28 @@ mod tests {
         let err = NewPost::parse(&json!({"title": "x".repeat(TITLE_MAX_CHARS + 1), "body": ""})).unwrap_err();
         assert_eq!(fields(err), ["title"]);
         assert!(NewPost::parse(&json!([1, 2])).is_err());
+    }
+
+    #[test]
+    fn bidi_overrides_and_zero_width_characters_are_refused() {
+        for (title, body, bad) in [
+            ("evil\u{202E}txt.exe", "b", vec!["title"]),
+            ("ok", "hidden\u{200B}word", vec!["body"]),
+            ("a\u{2066}b", "\u{FEFF}", vec!["title", "body"]),
+        ] {
+            let err = NewPost::parse(&json!({"title": title, "body": body})).unwrap_err();
+            assert!(err.0.iter().all(|e| e.message.contains("U+")), "{:?}", err.0);
+            assert_eq!(fields(err), bad, "{title:?} {body:?}");
+        }
+        let err = parse_changes(&json!({"title": "x\u{202D}y"})).unwrap_err();
+        assert_eq!(
+            err.0[0].message,
+            "must not contain invisible formatting characters (bidi controls, zero-width characters): U+202D at character 2"
+        );
+        assert!(
+            NewPost::parse(&json!({"title": "שלום and 中文", "body": "é ß"})).is_ok(),
+            "right-to-left letters are fine"
+        );
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! in the sparse GSI `byFeed` (partition `feed`, sort `createdAt`): the newest-first list is a
 //! Query on that index, never a Scan. Unpublished posts are simply absent from it.
 //! `version` (N) increments on every write and guards concurrent updates.
+//!
+//! The list is read by position (keyset), never by offset: a position is the index key of the
+//! last item a page returned, and the next page is one Query that starts after it and asks for
+//! at most `limit + 1` items (the extra one says whether there is more).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,14 +69,54 @@ pub struct Post {
     pub version: u64,
 }
 
-/// One page of the newest-first list.
+/// A place in the newest-first list: the `byFeed` key of the last item a page returned
+/// (DynamoDB's `LastEvaluatedKey` for that page). The next page starts right after it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FeedPosition {
+    pub created_at: String,
+    pub id: PostId,
+}
+
+impl FeedPosition {
+    fn of(post: &Post) -> Self {
+        Self { created_at: post.created_at.clone(), id: post.id.clone() }
+    }
+
+    fn from_key(key: &HashMap<String, AttributeValue>) -> Option<Self> {
+        let created_at = key.get("createdAt")?.as_s().ok()?.clone();
+        let id = PostId::parse(key.get("id")?.as_s().ok()?).ok()?;
+        Some(Self { created_at, id })
+    }
+
+    /// The `ExclusiveStartKey` of the Query that reads what comes after this position.
+    fn start_key(&self) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("feed".to_owned(), AttributeValue::S(FEED_PUBLISHED.into())),
+            ("createdAt".to_owned(), AttributeValue::S(self.created_at.clone())),
+            ("id".to_owned(), AttributeValue::S(self.id.0.clone())),
+        ])
+    }
+}
+
+/// What one Query of the list returned: at most `limit` posts, and where the next page starts
+/// (`None`: this was the end of the list).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedSlice {
+    pub items: Vec<Post>,
+    pub next: Option<FeedPosition>,
+}
+
+/// One page of the newest-first list, as served. `next_cursor` continues the walk (`None` at
+/// the end); `page` is set when the page was asked for by number.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PostPage {
     pub items: Vec<Post>,
-    pub page: u32,
     pub limit: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
     pub has_more: bool,
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +125,9 @@ pub enum PostsError {
     Store(String),
     #[error("stored item is malformed: {0}")]
     Malformed(String),
+    /// The request's deadline came first (a slow source, or a fill that did not land in time).
+    #[error(transparent)]
+    OutOfTime(#[from] crate::cache::OutOfTime),
 }
 
 fn store_err<E: std::fmt::Display>(e: E) -> PostsError {
@@ -135,39 +182,68 @@ impl PostsRepo {
         out.item.map(|item| from_item(&item)).transpose()
     }
 
-    /// Published posts, newest first. Page numbers are 1-based; DynamoDB has no offsets, so the
-    /// pages before the requested one are read and skipped (callers bound `page * limit`).
-    pub async fn list_published(&self, page: u32, limit: u32) -> Result<PostPage, PostsError> {
-        let skip = (page.saturating_sub(1) as usize) * limit as usize;
-        let want = skip + limit as usize + 1; // one extra tells whether there is a next page
-        let mut items = Vec::with_capacity(want.min(1000));
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            self.count_read("query");
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(FEED_INDEX)
-                .key_condition_expression("feed = :f")
-                .expression_attribute_values(":f", AttributeValue::S(FEED_PUBLISHED.into()))
-                .scan_index_forward(false)
-                .limit(((want - items.len()).min(1000)) as i32)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| store_err(e.into_service_error()))?;
-            for item in out.items() {
-                items.push(from_item(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(key) if items.len() < want && !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
-        let has_more = items.len() > skip + limit as usize;
-        let items = items.into_iter().skip(skip).take(limit as usize).collect();
-        Ok(PostPage { items, page, limit, has_more })
+    /// Published posts, newest first, starting after `after` (from the top when `None`): one
+    /// Query with `Limit = limit + 1`, so it never reads more than the page returns plus one.
+    /// DynamoDB also stops a Query at 1 MB; then the page is shorter than `limit` and `next` is
+    /// where that Query stopped, so the walk goes on from there and nothing is skipped.
+    pub async fn feed_after(&self, after: Option<&FeedPosition>, limit: u32) -> Result<FeedSlice, PostsError> {
+        let limit = limit.max(1) as usize;
+        self.count_read("query");
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(FEED_INDEX)
+            .key_condition_expression("feed = :f")
+            .expression_attribute_values(":f", AttributeValue::S(FEED_PUBLISHED.into()))
+            .scan_index_forward(false)
+            .limit((limit + 1) as i32)
+            .set_exclusive_start_key(after.map(FeedPosition::start_key))
+            .send()
+            .await
+            .map_err(|e| store_err(e.into_service_error()))?;
+        let mut items = out.items().iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(FeedPosition::of)
+        } else {
+            // Fewer than asked for: the end of the list, unless the 1 MB cap stopped the Query.
+            out.last_evaluated_key
+                .filter(|k| !k.is_empty())
+                .and_then(|k| items.last().map(FeedPosition::of).or_else(|| FeedPosition::from_key(&k)))
+        };
+        Ok(FeedSlice { items, next })
+    }
+
+    /// Whether the (eventually consistent) `byFeed` index already shows `id` as written: present
+    /// at `version` or later when `published`, absent otherwise. Writers ask this before they
+    /// make cached lists unreachable for the last time, so no list is cached from an index that
+    /// has not caught up with the write.
+    pub async fn index_shows(
+        &self,
+        id: &PostId,
+        created_at: &str,
+        published: bool,
+        version: u64,
+    ) -> Result<bool, PostsError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(FEED_INDEX)
+            .key_condition_expression("feed = :f AND createdAt = :c")
+            .filter_expression("id = :id")
+            .expression_attribute_values(":f", AttributeValue::S(FEED_PUBLISHED.into()))
+            .expression_attribute_values(":c", AttributeValue::S(created_at.to_owned()))
+            .expression_attribute_values(":id", AttributeValue::S(id.0.clone()))
+            .send()
+            .await
+            .map_err(|e| store_err(e.into_service_error()))?;
+        let indexed = out.items().iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
+        Ok(match indexed.first() {
+            Some(post) => published && post.version >= version,
+            None => !published,
+        })
     }
 
     /// Writes a post as given, unconditionally (seeding and tests).

@@ -18,6 +18,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::config::EnvReader;
+use crate::text::is_invisible;
 use crate::tokens::UserId;
 
 /// Every key this module makes starts here; the function's IAM policy allows nothing else.
@@ -202,14 +203,6 @@ pub fn display_filename(raw: &str) -> String {
         }
     };
     if name.is_empty() { "upload".to_owned() } else { name }
-}
-
-/// Format characters that change how text looks without being seen: bidi controls (which can
-/// make `gpj.exe` read as `exe.jpg`), zero-width characters, the BOM, the soft hyphen.
-fn is_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}')
 }
 
 /// Signs uploads into one bucket.

@@ -4,12 +4,14 @@ use shared::api::Cors;
 use shared::cache::CacheSettings;
 use shared::clients::RedisSettings;
 use shared::config::{ConfigError, EnvReader};
+use shared::post_cursor::Cursors;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub posts_table: String,
     pub redis: RedisSettings,
     pub cache: CacheSettings,
+    pub cursors: Cursors,
     pub cors: Cors,
 }
 
@@ -19,6 +21,7 @@ impl Settings {
             posts_table: env.required("POSTS_TABLE", "the DynamoDB posts table name"),
             redis: RedisSettings::from_env(&mut env),
             cache: CacheSettings::from_env(&mut env),
+            cursors: Cursors::from_env(&mut env),
             cors: Cors::from_env(&mut env, shared::api::API_METHODS),
         };
         env.finish(settings)

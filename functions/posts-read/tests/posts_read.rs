@@ -1,35 +1,76 @@
-//! posts-read against a real redis-server and moto's DynamoDB, through the handler.
+//! posts-read against a real redis-server and moto's DynamoDB, through the handler. DynamoDB
+//! reads are counted by `testkit::DynamoMeter`, a proxy between the handler's client and moto,
+//! never by the code under test.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lambda_http::{Body, Request, Response};
 use posts_read::handler::{State, handle};
 use posts_read::settings::Settings;
+use shared::cache::{Cache, CacheSettings};
+use shared::cached_posts::{CachedPosts, numbered_page_key};
+use shared::clients::{RedisSettings, RedisStore};
+use shared::deadline::Deadline;
+use shared::post_writes::{NewPost, PostWriter};
 use shared::posts::{Post, PostId, PostsRepo, timestamp_now};
-use testkit::{Provisioned, RedisServer};
+use shared::tokens::UserId;
+use testkit::{DynamoMeter, Provisioned, RedisServer};
 
 const ORIGIN: &str = "https://app.example.com";
+const CURSOR_SECRET: &str = "test-only-posts-cursor-secret-0123456789";
 
 struct Fixture {
     state: State,
+    settings: Settings,
+    /// Unmetered: seeding and checks, outside what is counted.
     repo: PostsRepo,
+    /// Between `state`'s DynamoDB client and moto.
+    meter: DynamoMeter,
     redis: RedisServer,
+    env: HashMap<String, String>,
     _provisioned: Provisioned,
 }
 
 async fn fixture() -> Fixture {
     let redis = RedisServer::start();
-    let provisioned =
-        testkit::provision(&[("REDIS_URL", &redis.url()), ("REDIS_CLUSTER", "false"), ("ALLOWED_ORIGINS", ORIGIN)]);
+    let provisioned = testkit::provision(&[
+        ("REDIS_URL", &redis.url()),
+        ("REDIS_CLUSTER", "false"),
+        ("ALLOWED_ORIGINS", ORIGIN),
+        ("POSTS_CURSOR_SECRET", CURSOR_SECRET),
+    ]);
     let mut env: HashMap<String, String> = provisioned.env("posts-read");
     // Short backoff so the restart test does not wait long; timeouts stay at their defaults.
     env.insert("REDIS_RECONNECT_BACKOFF_MS".into(), "100".into());
-    let settings = Settings::from_env(testkit::env_reader(env)).expect("settings from the template's environment");
-    let aws = testkit::aws_clients().await;
-    let state = State::new(&settings, &aws).expect("state");
-    let repo = PostsRepo::new(aws.dynamodb.clone(), &settings.posts_table);
-    Fixture { state, repo, redis, _provisioned: provisioned }
+    let settings =
+        Settings::from_env(testkit::env_reader(env.clone())).expect("settings from the template's environment");
+    let meter = DynamoMeter::start(&testkit::aws_endpoint()).await;
+    let metered = testkit::aws_clients_at(&meter.endpoint).await;
+    let state = State::new(&settings, &metered).expect("state");
+    let repo = PostsRepo::new(testkit::aws_clients().await.dynamodb, &settings.posts_table);
+    Fixture { state, settings, repo, meter, redis, env, _provisioned: provisioned }
+}
+
+impl Fixture {
+    /// Another posts-read instance (its own Redis connection), reading through the meter.
+    async fn instance(&self) -> State {
+        State::new(&self.settings, &testkit::aws_clients_at(&self.meter.endpoint).await).expect("state")
+    }
+
+    /// The write path posts-write uses (conditional write, tombstone, generation bumps), with an
+    /// unmetered client so that its reads are not counted as the reader's.
+    async fn writer(&self) -> PostWriter {
+        self.writer_on(self.repo.clone(), Duration::from_millis(500))
+    }
+
+    fn writer_on(&self, repo: PostsRepo, index_wait: Duration) -> PostWriter {
+        let mut env = testkit::env_reader(self.env.clone());
+        let redis = Arc::new(RedisStore::new(RedisSettings::from_env(&mut env)).unwrap());
+        let cache = Cache::new(redis, CacheSettings::default());
+        PostWriter::new(CachedPosts::new(repo, cache), index_wait)
+    }
 }
 
 fn post(id: &str, published: bool, created_at: &str) -> Post {
@@ -43,6 +84,11 @@ fn post(id: &str, published: bool, created_at: &str) -> Post {
         updated_at: created_at.into(),
         version: 1,
     }
+}
+
+/// Distinct, increasing timestamps in the past: `n` seconds after 2026-01-01.
+fn at(n: u32) -> String {
+    format!("2026-01-01T{:02}:{:02}:{:02}.000Z", n / 3600, (n / 60) % 60, n % 60)
 }
 
 fn get(uri: &str) -> Request {
@@ -59,7 +105,15 @@ fn json(response: &Response<Body>) -> serde_json::Value {
 }
 
 fn x_cache(response: &Response<Body>) -> &str {
-    response.headers()["x-cache"].to_str().unwrap()
+    response.headers().get("x-cache").map(|v| v.to_str().unwrap()).unwrap_or("<none>")
+}
+
+fn ids(page: &serde_json::Value) -> Vec<String> {
+    page["items"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect()
+}
+
+fn pttl(redis: &RedisServer, key: &str) -> i64 {
+    redis.cli(&["PTTL", key]).trim_start_matches("(integer) ").parse().unwrap()
 }
 
 #[tokio::test]
@@ -82,12 +136,12 @@ async fn a_post_is_a_miss_then_a_hit_and_its_ttl_is_set() {
     assert_eq!(x_cache(&second), "hit");
     assert_eq!(json(&second), body);
 
-    let pttl: i64 = f.redis.cli(&["PTTL", "post:1"]).trim_start_matches("(integer) ").parse().unwrap();
-    assert!((270_000..=330_000).contains(&pttl), "post TTL {pttl} ms is not 300 s ± 10 %");
+    let ttl = pttl(&f.redis, "post:1");
+    assert!((270_000..=330_000).contains(&ttl), "post TTL {ttl} ms is not 300 s ± 10 %");
 }
 
 #[tokio::test]
-async fn missing_and_unpublished_posts_are_404_problems() {
+async fn missing_and_unpublished_posts_are_404_problems_with_x_cache_and_cached() {
     let f = fixture().await;
     f.repo.put(&post("draft", false, &timestamp_now())).await.unwrap();
     for uri in ["/posts/nope", "/posts/draft"] {
@@ -95,58 +149,361 @@ async fn missing_and_unpublished_posts_are_404_problems() {
         assert_eq!(r.status(), 404, "{uri}");
         assert_eq!(r.headers()["content-type"], "application/problem+json");
         assert_eq!(json(&r)["status"], 404);
+        assert_eq!(x_cache(&r), "miss", "{uri}");
+        f.meter.take();
+        let again = handle(&f.state, get(uri)).await;
+        assert_eq!((again.status().as_u16(), x_cache(&again)), (404, "hit"), "{uri}");
+        assert_eq!(f.meter.take().gets, 0, "{uri}: the second 404 comes from the cache");
     }
+    // Absence is kept for the short TTL (30 s ± 10 %), not the post TTL.
+    let ttl = pttl(&f.redis, "post:nope");
+    assert!((27_000..=33_000).contains(&ttl), "absent TTL {ttl} ms");
 }
 
 #[tokio::test]
-async fn bad_ids_and_bad_limits_are_400_problems() {
+async fn after_a_delete_the_second_read_is_a_404_hit() {
     let f = fixture().await;
+    let writer = f.writer().await;
+    let author = UserId::parse("user-1").unwrap();
+    let new = NewPost { title: "doomed".into(), body: "b".into(), published: true };
+    let created = writer.create(&author, new, Deadline::after(Duration::from_secs(10))).await.unwrap();
+    let uri = format!("/posts/{}", created.id);
+    assert_eq!(handle(&f.state, get(&uri)).await.status(), 200);
+    assert_eq!(x_cache(&handle(&f.state, get(&uri)).await), "hit");
+
+    writer.delete(&author, &created.id, None, Deadline::after(Duration::from_secs(10))).await.unwrap();
+    let first = handle(&f.state, get(&uri)).await;
+    assert_eq!((first.status().as_u16(), x_cache(&first)), (404, "miss"), "the tombstone is a miss");
+    f.meter.take();
+    let second = handle(&f.state, get(&uri)).await;
+    assert_eq!((second.status().as_u16(), x_cache(&second)), (404, "hit"));
+    assert_eq!(second.headers()["content-type"], "application/problem+json");
+    assert_eq!(f.meter.take().gets, 0, "no DynamoDB read for the second 404");
+}
+
+#[tokio::test]
+async fn bad_ids_limits_pages_and_cursors_are_precise_400_problems() {
+    let f = fixture().await;
+    // Enough for a second page (seeded before any page is cached: direct puts bump nothing).
+    for i in 0..12 {
+        f.repo.put(&post(&format!("p{i}"), true, &at(i))).await.unwrap();
+    }
     for uri in ["/posts/a%2Fb", "/posts/bad.id", &format!("/posts/{}", "x".repeat(65))] {
         let r = handle(&f.state, get(uri)).await;
         assert_eq!(r.status(), 400, "{uri}");
         assert_eq!(json(&r)["type"], "/problems/invalid-id", "{uri}");
+        assert_eq!(x_cache(&r), "miss", "{uri}: every answer carries x-cache");
     }
     for uri in [
         "/posts?limit=0",
+        "/posts?limit=5",
         "/posts?limit=101",
         "/posts?limit=abc",
         "/posts?page=0",
-        "/posts?limit=5&limit=6",
+        "/posts?limit=10&limit=20",
         "/posts?page=-1",
+        "/posts?page=1&cursor=abc",
     ] {
         let r = handle(&f.state, get(uri)).await;
         assert_eq!(r.status(), 400, "{uri}");
         assert_eq!(r.headers()["content-type"], "application/problem+json", "{uri}");
         assert_eq!(json(&r)["type"], "/problems/invalid-parameter", "{uri}");
     }
+    assert_eq!(json(&handle(&f.state, get("/posts?limit=5")).await)["allowed"], serde_json::json!([10, 20, 50, 100]));
+
+    for (uri, max_page) in
+        [("/posts?page=101&limit=10", 100), ("/posts?page=11&limit=100", 10), ("/posts?page=99999999999", 50)]
+    {
+        let r = handle(&f.state, get(uri)).await;
+        assert_eq!(r.status(), 400, "{uri}");
+        let body = json(&r);
+        assert_eq!(body["type"], "/problems/page-too-deep", "{uri}");
+        assert_eq!(body["use"], "cursor", "{uri}");
+        assert_eq!(body["maxPage"], max_page, "{uri}");
+        assert!(body["detail"].as_str().unwrap().contains("cursor"), "{uri}: {body}");
+    }
+    // The deepest allowed pages are fine.
+    for uri in ["/posts?page=100&limit=10", "/posts?page=10&limit=100", "/posts?page=50"] {
+        assert_eq!(handle(&f.state, get(uri)).await.status(), 200, "{uri}");
+    }
+
+    // Cursors: a genuine one first.
+    let page1 = json(&handle(&f.state, get("/posts?limit=10")).await);
+    let cursor = page1["nextCursor"].as_str().expect("a next cursor").to_owned();
+    assert_eq!(handle(&f.state, get(&format!("/posts?limit=10&cursor={cursor}"))).await.status(), 200);
+
+    let (payload, tag) = cursor.split_once('.').unwrap();
+    let other_key = shared::post_cursor::Cursors::new(shared::config::Secret::new("another-key-0123456789-0123456789"));
+    let position = shared::posts::FeedPosition { created_at: at(0), id: PostId::parse("p0").unwrap() };
+    let forged_elsewhere = other_key.issue(shared::post_cursor::PUBLISHED_LIST, 10, &position);
+    let mut flipped = payload.as_bytes().to_vec();
+    flipped[3] = if flipped[3] == b'A' { b'B' } else { b'A' };
+    let altered = format!("{}.{tag}", String::from_utf8(flipped).unwrap());
+    f.meter.take();
+    for (case, uri, detail) in [
+        ("forged with another key", format!("/posts?limit=10&cursor={forged_elsewhere}"), "not issued"),
+        ("payload altered", format!("/posts?limit=10&cursor={altered}"), ""),
+        ("truncated", format!("/posts?limit=10&cursor={}", &cursor[..cursor.len() - 4]), "malformed"),
+        ("not base64", "/posts?limit=10&cursor=%%%.%%%".to_owned(), "malformed"),
+        ("empty", "/posts?limit=10&cursor=".to_owned(), "malformed"),
+        ("another limit", format!("/posts?limit=20&cursor={cursor}"), "limit=10"),
+        ("default limit is another limit", format!("/posts?cursor={cursor}"), "limit=10"),
+        ("huge", format!("/posts?limit=10&cursor={}", "A".repeat(5000)), "malformed"),
+    ] {
+        let r = handle(&f.state, get(&uri)).await;
+        assert_eq!(r.status(), 400, "{case}");
+        let body = json(&r);
+        assert_eq!(body["type"], "/problems/invalid-cursor", "{case}");
+        assert_eq!(body["parameter"], "cursor", "{case}");
+        assert!(body["detail"].as_str().unwrap().contains(detail), "{case}: {body}");
+    }
+    assert_eq!(f.meter.take(), testkit::Reads::default(), "no refused cursor reached DynamoDB");
 }
 
 #[tokio::test]
 async fn list_is_published_only_newest_first_paged_and_cached() {
     let f = fixture().await;
-    for (i, published) in [(1, true), (2, false), (3, true), (4, true)] {
-        f.repo.put(&post(&i.to_string(), published, &format!("2026-01-0{i}T00:00:00.000Z"))).await.unwrap();
+    // 15 posts, every third a draft: 10 published.
+    for i in 0..15 {
+        f.repo.put(&post(&format!("p{i:02}"), i % 3 != 1, &at(i))).await.unwrap();
     }
-    let r = handle(&f.state, get("/posts?limit=2")).await;
+    let expected: Vec<String> = (0..15).rev().filter(|i| i % 3 != 1).map(|i| format!("p{i:02}")).collect();
+    f.meter.take();
+    let r = handle(&f.state, get("/posts?limit=10")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(x_cache(&r), "miss");
     let page1 = json(&r);
-    let ids: Vec<_> = page1["items"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(ids, ["4", "3"]);
-    assert_eq!(page1["hasMore"], true);
-    assert_eq!((page1["page"].as_u64(), page1["limit"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(ids(&page1), expected);
+    assert_eq!((page1["limit"].as_u64(), page1["page"].as_u64()), (Some(10), Some(1)));
+    assert_eq!((page1["hasMore"].as_bool(), page1["nextCursor"].is_null()), (Some(false), true), "{page1}");
+    let reads = f.meter.take();
+    assert_eq!(reads.queries, 1);
+    assert!(reads.items <= 11, "page 1 read {} items", reads.items);
 
-    let r = handle(&f.state, get("/posts?limit=2&page=2")).await;
-    let page2 = json(&r);
-    let ids: Vec<_> = page2["items"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(ids, ["1"]);
-    assert_eq!(page2["hasMore"], false);
-
-    let again = handle(&f.state, get("/posts?limit=2")).await;
+    let again = handle(&f.state, get("/posts?limit=10")).await;
     assert_eq!(x_cache(&again), "hit");
     assert_eq!(json(&again), page1);
-    let pttl: i64 = f.redis.cli(&["PTTL", "posts:list:0:1:2"]).trim_start_matches("(integer) ").parse().unwrap();
-    assert!((54_000..=66_000).contains(&pttl), "list TTL {pttl} ms is not 60 s ± 10 %");
+    assert_eq!(f.meter.take().queries, 0);
+    let ttl = pttl(&f.redis, &numbered_page_key(0, 10, 1));
+    assert!((54_000..=66_000).contains(&ttl), "list TTL {ttl} ms is not 60 s ± 10 %");
+
+    // Past the end: an empty page, no cursor.
+    let r = json(&handle(&f.state, get("/posts?limit=10&page=3")).await);
+    assert_eq!((ids(&r).len(), r["nextCursor"].is_null(), r["hasMore"].as_bool()), (0, true, Some(false)));
+}
+
+/// The walk a client does: first page, then nextCursor until it is null, while other clients
+/// create and delete posts. Every post published throughout comes back exactly once, in
+/// newest-first order; no request reads more than `limit + 1` items, in one Query.
+#[tokio::test]
+async fn walking_every_page_by_cursor_returns_each_post_once_while_posts_change() {
+    let f = fixture().await;
+    let writer = f.writer().await;
+    let author = UserId::parse("user-1").unwrap();
+    let deadline = || Deadline::after(Duration::from_secs(10));
+    const LIMIT: usize = 10;
+    let mut published = Vec::new();
+    for i in 0..95u32 {
+        let p = post(&format!("w{i:03}"), i % 7 != 3, &at(i));
+        if p.published {
+            published.push(p.id.as_str().to_owned());
+        }
+        f.repo.put(&p).await.unwrap();
+    }
+    published.reverse(); // newest first
+
+    let mut seen: Vec<String> = Vec::new();
+    let mut created = Vec::new();
+    let mut deleted_unseen = HashSet::new();
+    let mut uri = format!("/posts?limit={LIMIT}");
+    let mut last_created_at: Option<String> = None;
+    for round in 0.. {
+        f.meter.take();
+        let r = handle(&f.state, get(&uri)).await;
+        assert_eq!(r.status(), 200, "{uri}");
+        let reads = f.meter.take();
+        assert!(reads.queries <= 1, "round {round}: {reads:?}");
+        assert!(reads.items <= LIMIT as u64 + 1, "round {round}: read {} items", reads.items);
+        let page = json(&r);
+        for item in page["items"].as_array().unwrap() {
+            let created_at = item["createdAt"].as_str().unwrap().to_owned();
+            if let Some(last) = &last_created_at {
+                assert!(created_at < *last, "newest first: {created_at} after {last}");
+            }
+            last_created_at = Some(created_at);
+            seen.push(item["id"].as_str().unwrap().to_owned());
+        }
+        // Meanwhile: a new post (newer than the walk's start), and a delete of one post the walk
+        // has not reached yet and of one it has already returned.
+        let new = NewPost { title: format!("new {round}"), body: "b".into(), published: true };
+        created.push(writer.create(&author, new, deadline()).await.unwrap().id.as_str().to_owned());
+        let ahead = published.iter().rev().find(|id| !seen.contains(id) && !deleted_unseen.contains(*id)).cloned();
+        if let Some(id) = ahead.filter(|_| round % 2 == 0) {
+            writer.delete(&author, &PostId::parse(&id).unwrap(), None, deadline()).await.unwrap();
+            deleted_unseen.insert(id);
+        }
+        if let Some(id) = seen.first().filter(|_| round == 3) {
+            writer.delete(&author, &PostId::parse(id).unwrap(), None, deadline()).await.unwrap();
+        }
+        match page["nextCursor"].as_str() {
+            Some(cursor) => uri = format!("/posts?limit={LIMIT}&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "a post came back twice: {seen:?}");
+    let expected: Vec<String> = published.iter().filter(|id| !deleted_unseen.contains(*id)).cloned().collect();
+    assert_eq!(seen, expected, "every post published throughout, once, newest first");
+    assert!(!deleted_unseen.is_empty() && created.iter().all(|id| !seen.contains(id)));
+}
+
+#[tokio::test]
+async fn numbered_pages_read_one_page_each_when_walked_and_stay_bounded_when_cold() {
+    let f = fixture().await;
+    for i in 0..120u32 {
+        f.repo.put(&post(&format!("n{i:03}"), true, &at(i))).await.unwrap();
+    }
+    // Walked in order, every page is one Query of at most limit + 1 items.
+    let mut all = Vec::new();
+    for page in 1..=12 {
+        f.meter.take();
+        let r = json(&handle(&f.state, get(&format!("/posts?limit=10&page={page}"))).await);
+        let reads = f.meter.take();
+        assert_eq!(reads.queries, 1, "page {page}: {reads:?}");
+        assert!(reads.items <= 11, "page {page}: {reads:?}");
+        assert_eq!(r["page"], page);
+        all.extend(ids(&r));
+    }
+    let expected: Vec<String> = (0..120).rev().map(|i| format!("n{i:03}")).collect();
+    assert_eq!(all, expected);
+
+    // A cold deep page (another limit, nothing cached) walks from the top once, then is a hit.
+    f.meter.take();
+    let r = handle(&f.state, get("/posts?limit=20&page=6")).await;
+    let reads = f.meter.take();
+    assert_eq!(ids(&json(&r)), expected[100..120]);
+    assert!(reads.queries <= 6 && reads.max_query_items <= 21, "{reads:?}");
+    assert!(reads.items <= 6 * 21, "bounded by page × (limit + 1): {reads:?}");
+    // Its neighbours were filled on the way: page 5 is a hit, page 7 one Query.
+    assert_eq!(x_cache(&handle(&f.state, get("/posts?limit=20&page=5")).await), "hit");
+    f.meter.take();
+    assert_eq!(x_cache(&handle(&f.state, get("/posts?limit=20&page=6")).await), "hit");
+    assert_eq!(f.meter.take().queries, 0);
+}
+
+/// Twenty instances (their own Redis connections) miss one page at once while its Query takes
+/// 1.5 s, longer than any fixed wait the old guard had (1 s): they make one Query.
+#[tokio::test]
+async fn twenty_concurrent_cold_misses_on_a_slow_page_make_one_read() {
+    let f = fixture().await;
+    for i in 0..30u32 {
+        f.repo.put(&post(&format!("s{i:02}"), true, &at(i))).await.unwrap();
+    }
+    let page1 = json(&handle(&f.state, get("/posts?limit=10")).await);
+    let cursor = page1["nextCursor"].as_str().unwrap().to_owned();
+    let mut instances = Vec::new();
+    for _ in 0..20 {
+        instances.push(f.instance().await);
+    }
+    f.meter.set_query_delay(Duration::from_millis(1500));
+    f.meter.take();
+    let uri = format!("/posts?limit=10&cursor={cursor}");
+    let results = futures::future::join_all(instances.iter().map(|s| handle(s, get(&uri)))).await;
+    f.meter.set_query_delay(Duration::ZERO);
+    let reads = f.meter.take();
+    assert_eq!(reads.queries, 1, "one loader, nineteen waiters: {reads:?}");
+    let expected: Vec<String> = (10..20).rev().map(|i| format!("s{i:02}")).collect();
+    for r in &results {
+        assert_eq!(r.status(), 200);
+        assert_eq!(ids(&json(r)), expected);
+    }
+    let misses = results.iter().filter(|r| x_cache(r) == "miss").count();
+    assert_eq!(misses, 1);
+}
+
+/// The index-lag window: the meter makes the index leave out the new post (as a GSI that has not
+/// caught up would) while a reader reads page 1 between the write and the index catching up, so
+/// the pre-write page is cached under the generation the write's first bump made. The write
+/// answers only after the index shows the post and the generation is bumped again: the next read
+/// shows the post. (With a single bump, that stale page would be served for its 60 s.)
+#[tokio::test]
+async fn a_page_cached_while_the_index_lags_a_write_is_dropped_before_the_write_answers() {
+    let f = fixture().await;
+    for i in 0..3u32 {
+        f.repo.put(&post(&format!("l{i}"), true, &at(i))).await.unwrap();
+    }
+    assert_eq!(ids(&json(&handle(&f.state, get("/posts?limit=10")).await)).len(), 3);
+    let generation =
+        || -> u64 { f.redis.cli(&["GET", "posts:list:gen"]).trim().trim_matches('"').parse().unwrap_or(0) };
+    let before = generation();
+
+    // The writer reads the index through the lagging meter too.
+    let metered = PostsRepo::new(testkit::aws_clients_at(&f.meter.endpoint).await.dynamodb, f.repo.table());
+    let writer = f.writer_on(metered, Duration::from_secs(8));
+    f.meter.lag_index_after(Some(at(2)));
+    let author = UserId::parse("user-1").unwrap();
+    let new = NewPost { title: "fresh".into(), body: "b".into(), published: true };
+    let write = writer.create(&author, new, Deadline::after(Duration::from_secs(10)));
+    let read_in_the_gap = async {
+        // Once the first bump is done (the write is in DynamoDB, the index not yet)...
+        while generation() == before {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stale = json(&handle(&f.state, get("/posts?limit=10")).await);
+        // ...the index catches up.
+        f.meter.lag_index_after(None);
+        stale
+    };
+    let (created, stale) = tokio::join!(write, read_in_the_gap);
+    let created = created.unwrap();
+    assert!(!ids(&stale).contains(&created.id.as_str().to_owned()), "the gap read saw the lagging index");
+    let after = json(&handle(&f.state, get("/posts?limit=10")).await);
+    assert_eq!(ids(&after)[0], created.id.as_str(), "once the write has answered, page 1 shows it");
+}
+
+/// A waiter whose own deadline comes before the slow fill answers "retry" (503) and never reads
+/// DynamoDB itself; the holder's fill still lands for the next reader.
+#[tokio::test]
+async fn a_waiter_out_of_time_answers_503_without_reading() {
+    let f = fixture().await;
+    for i in 0..15u32 {
+        f.repo.put(&post(&format!("o{i:02}"), true, &at(i))).await.unwrap();
+    }
+    let other = f.instance().await;
+    f.meter.set_query_delay(Duration::from_millis(1500));
+    f.meter.take();
+    let holder = f.state.posts.page_by_number(&f.state.cursors, 1, 10, Deadline::after(Duration::from_secs(10)));
+    let waiter = async {
+        // Start once the holder has the lock, with a deadline shorter than its load.
+        while f.redis.cli(&["EXISTS", &format!("{{{}}}:lock", numbered_page_key(0, 10, 1))]).trim() != "(integer) 1" {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        other.posts.page_by_number(&other.cursors, 1, 10, Deadline::after(Duration::from_millis(600))).await
+    };
+    let (held, waited) = tokio::join!(holder, waiter);
+    f.meter.set_query_delay(Duration::ZERO);
+    assert_eq!(held.unwrap().1, shared::cache::CacheStatus::Miss);
+    let err = waited.unwrap_err();
+    assert!(matches!(err, shared::posts::PostsError::OutOfTime(_)), "{err:?}");
+    let problem = shared::api::Problem::from(err);
+    assert_eq!((problem.status.as_u16(), problem.kind), (503, "unavailable"));
+    assert_eq!(f.meter.take().queries, 1, "the waiter read nothing");
+    assert_eq!(x_cache(&handle(&f.state, get("/posts?limit=10")).await), "hit");
+}
+
+/// A holder that died keeps its lock until its deadline and releases nothing: the next caller
+/// waits for the lock to expire, then loads, once.
+#[tokio::test]
+async fn a_dead_holders_lock_expires_and_the_next_caller_loads_once() {
+    let f = fixture().await;
+    f.repo.put(&post("1", true, &timestamp_now())).await.unwrap();
+    // What a holder with 700 ms left leaves behind when it dies mid-load.
+    f.redis.cli(&["SET", "{post:1}:lock", "dead-holder", "PX", "700"]);
+    f.meter.take();
+    let r = handle(&f.state, get("/posts/1")).await;
+    assert_eq!((r.status().as_u16(), x_cache(&r)), (200, "miss"));
+    assert_eq!(f.meter.take().gets, 1);
+    assert_eq!(x_cache(&handle(&f.state, get("/posts/1")).await), "hit");
 }
 
 #[tokio::test]
@@ -161,7 +518,7 @@ async fn redis_down_still_answers_from_dynamodb_and_recovers_after_restart() {
     // Worst case: one connect timeout plus one response timeout per Redis call on the request
     // path, and a little for DynamoDB on loopback. A hang (no timeouts) would blow far past this.
     let bound = (settings.connect_timeout + settings.response_timeout) * 4 + Duration::from_secs(2);
-    for uri in ["/posts/1", "/posts/1", "/posts?limit=5"] {
+    for uri in ["/posts/1", "/posts/1", "/posts?limit=10", "/posts?limit=10&page=2"] {
         let start = Instant::now();
         let r = handle(&f.state, get(uri)).await;
         assert_eq!(r.status(), 200, "{uri} while Redis is down");
@@ -204,6 +561,7 @@ async fn other_methods_and_paths_are_problems() {
     let r =
         handle(&f.state, http::Request::builder().method("DELETE").uri("/posts/1").body(Body::Empty).unwrap()).await;
     assert_eq!(r.status(), 405);
+    assert_eq!(x_cache(&r), "miss");
     let r = handle(&f.state, get("/nothing/here")).await;
     assert_eq!(r.status(), 404);
 }

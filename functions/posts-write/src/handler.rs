@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use shared::api::{self, Cors, Problem};
 use shared::cache::Cache;
 use shared::cached_posts::CachedPosts;
 use shared::clients::{AwsClients, RedisStore, RedisStoreError};
+use shared::deadline::Deadline;
 use shared::post_writes::{NewPost, PostWriter, parse_changes};
 use shared::posts::{Post, PostId, PostsRepo};
 use shared::tokens::{AccessTokens, UserId};
@@ -16,6 +17,9 @@ use crate::settings::Settings;
 
 /// The largest JSON body accepted: a 50 KB post body plus JSON escaping and the other fields.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The deadline of a request that carries no Lambda context (a test calling `handle`): the
+/// template's function Timeout.
+pub const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct State {
@@ -32,7 +36,7 @@ impl State {
             Cache::new(redis, settings.cache),
         );
         Ok(Self {
-            writer: PostWriter::new(posts),
+            writer: PostWriter::new(posts, settings.index_wait),
             tokens: AccessTokens::new(&settings.access_tokens),
             cors: settings.cors.clone(),
         })
@@ -81,6 +85,13 @@ fn if_match(req: &Request) -> Result<Option<u64>, Problem> {
     )
 }
 
+fn deadline(req: &Request) -> Deadline {
+    match req.lambda_context_ref() {
+        Some(context) => Deadline::from_epoch_ms(context.deadline),
+        None => Deadline::after(DEFAULT_DEADLINE),
+    }
+}
+
 fn with_etag(mut response: Response<Body>, post: &Post) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", post.version)) {
         response.headers_mut().insert(header::ETAG, v);
@@ -92,7 +103,7 @@ async fn create(state: &State, req: &Request) -> Result<Response<Body>, Problem>
     let author = author(state, req)?;
     let body: serde_json::Value = api::json_body(req, MAX_BODY_BYTES)?;
     let new = NewPost::parse(&body)?;
-    let post = state.writer.create(&author, new).await?;
+    let post = state.writer.create(&author, new, deadline(req)).await?;
     let mut response = with_etag(api::json(StatusCode::CREATED, &post), &post);
     if let Ok(location) = HeaderValue::from_str(&format!("/posts/{}", post.id)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -106,7 +117,7 @@ async fn update(state: &State, req: &Request, raw_id: &str) -> Result<Response<B
     let expected = if_match(req)?;
     let body: serde_json::Value = api::json_body(req, MAX_BODY_BYTES)?;
     let changes = parse_changes(&body)?;
-    let post = state.writer.update(&author, &id, expected, &changes).await?;
+    let post = state.writer.update(&author, &id, expected, &changes, deadline(req)).await?;
     Ok(with_etag(api::json(StatusCode::OK, &post), &post))
 }
 
@@ -114,6 +125,6 @@ async fn delete(state: &State, req: &Request, raw_id: &str) -> Result<Response<B
     let author = author(state, req)?;
     let id = PostId::parse(raw_id)?;
     let expected = if_match(req)?;
-    state.writer.delete(&author, &id, expected).await?;
+    state.writer.delete(&author, &id, expected, deadline(req)).await?;
     Ok(api::empty(StatusCode::NO_CONTENT))
 }

@@ -13,6 +13,8 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub cors: Cors,
     pub access_tokens: AccessTokenSettings,
+    /// `POSTS_INDEX_WAIT_MS`: how long a write waits for the index to show it (see post_writes).
+    pub index_wait: std::time::Duration,
 }
 
 impl Settings {
@@ -23,6 +25,7 @@ impl Settings {
             cache: CacheSettings::from_env(&mut env),
             cors: Cors::from_env(&mut env, shared::api::API_METHODS),
             access_tokens: AccessTokenSettings::from_env(&mut env),
+            index_wait: shared::post_writes::index_wait_from_env(&mut env),
         };
         env.finish(settings)
     }

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use shared::cache::{Cache, CacheSettings, CacheStatus};
-use shared::cached_posts::{CachedPosts, POST_TTL, post_key};
+use shared::cached_posts::{CachedPosts, LIST_GENERATION_KEY, POST_TTLS, post_key};
 use shared::clients::{RedisSettings, RedisStore};
 use shared::config::EnvReader;
+use shared::deadline::Deadline;
 use shared::posts::{Post, PostId, PostsRepo, timestamp_now};
 use shared::tokens::{AccessTokens, UserId};
 use testkit::{Provisioned, RedisServer};
@@ -36,7 +37,12 @@ async fn fixture_on(endpoint: &str) -> Fixture {
     let redis = RedisServer::start();
     let provisioned = testkit::provision_at(
         endpoint,
-        &[("REDIS_URL", &redis.url()), ("REDIS_CLUSTER", "false"), ("JWT_SECRET", SECRET)],
+        &[
+            ("REDIS_URL", &redis.url()),
+            ("REDIS_CLUSTER", "false"),
+            ("JWT_SECRET", SECRET),
+            ("POSTS_CURSOR_SECRET", "test-only-posts-cursor-secret-0123456789"),
+        ],
     );
     let env = provisioned.env("posts-write");
     let aws = testkit::aws_clients_at(endpoint).await;
@@ -196,6 +202,68 @@ async fn bad_input_gets_precise_problems() {
     assert_eq!((r.status().as_u16(), json_of(&r)["type"].as_str()), (400, Some("/problems/invalid-body")));
     let r = f.send("PATCH", "/posts/..%2Fx", Some("u"), Some(json!({"title": "t"}))).await;
     assert_eq!(r.status(), 400);
+
+    // Bidi overrides and zero-width characters, in titles and bodies, on create and on update.
+    let r = f.send("POST", "/posts", Some("u"), Some(json!({"title": "txt.exe\u{202E}", "body": "a\u{200B}b"}))).await;
+    assert_eq!(r.status(), 400);
+    let errors = json_of(&r)["errors"].clone();
+    assert_eq!(errors[0]["field"], "title");
+    assert!(errors[0]["message"].as_str().unwrap().contains("U+202E at character 8"), "{errors}");
+    assert_eq!(errors[1]["field"], "body");
+    assert!(errors[1]["message"].as_str().unwrap().contains("U+200B"), "{errors}");
+    let post = f.create("u", "clean").await;
+    let uri = format!("/posts/{}", post["id"].as_str().unwrap());
+    let r = f.send("PATCH", &uri, Some("u"), Some(json!({"title": "\u{2067}flip"}))).await;
+    assert_eq!((r.status().as_u16(), json_of(&r)["errors"][0]["field"].as_str()), (400, Some("title")));
+}
+
+fn generation(redis: &RedisServer) -> u64 {
+    redis.cli(&["GET", LIST_GENERATION_KEY]).trim().trim_matches('"').parse().unwrap_or(0)
+}
+
+/// A write that changes the list bumps the generation twice: right after the write, and again
+/// once the index shows it (so a page cached from the lagging index in between is dropped). A
+/// draft's edit changes no list and only bumps once.
+#[tokio::test]
+async fn list_writes_bump_the_generation_again_once_the_index_shows_them() {
+    let f = fixture().await;
+    let before = generation(&f.redis);
+    let post = f.create("user-1", "listed").await;
+    assert_eq!(generation(&f.redis), before + 2);
+    let uri = format!("/posts/{}", post["id"].as_str().unwrap());
+    assert_eq!(f.send("PATCH", &uri, Some("user-1"), Some(json!({"published": false}))).await.status(), 200);
+    assert_eq!(generation(&f.redis), before + 4, "unpublishing changes the list");
+    assert_eq!(f.send("PATCH", &uri, Some("user-1"), Some(json!({"body": "draft edit"}))).await.status(), 200);
+    assert_eq!(generation(&f.redis), before + 5, "a draft edit changes no list");
+    assert_eq!(f.send("PATCH", &uri, Some("user-1"), Some(json!({"published": true}))).await.status(), 200);
+    assert_eq!(f.send("DELETE", &uri, Some("user-1"), None).await.status(), 204);
+    assert_eq!(generation(&f.redis), before + 9);
+}
+
+/// The read-back a write waits for: the index shows a post only when it is published there at
+/// the written version or later, and shows it absent only when it is gone from the index.
+#[tokio::test]
+async fn the_index_read_back_tells_a_caught_up_index_from_a_lagging_one() {
+    let f = fixture().await;
+    let now = timestamp_now();
+    let mut post = Post {
+        id: PostId::parse("indexed").unwrap(),
+        title: "t".into(),
+        body: "b".into(),
+        author_id: "user-1".into(),
+        published: false,
+        created_at: now.clone(),
+        updated_at: now.clone(),
+        version: 1,
+    };
+    f.repo.put(&post).await.unwrap();
+    assert!(!f.repo.index_shows(&post.id, &now, true, 1).await.unwrap(), "a draft is not in the index");
+    assert!(f.repo.index_shows(&post.id, &now, false, 1).await.unwrap());
+    post.published = true;
+    f.repo.put(&post).await.unwrap();
+    assert!(f.repo.index_shows(&post.id, &now, true, 1).await.unwrap());
+    assert!(!f.repo.index_shows(&post.id, &now, true, 2).await.unwrap(), "version 2 is not there yet");
+    assert!(!f.repo.index_shows(&post.id, &now, false, 2).await.unwrap(), "still listed");
 }
 
 #[tokio::test]
@@ -253,8 +321,9 @@ async fn a_slow_reader_cannot_put_back_a_value_older_than_a_write() {
     let (loaded, status) = cache
         .get_or_load(
             &key,
-            POST_TTL,
-            |p: &Option<Post>| p.as_ref().map_or(0, |p| p.version),
+            POST_TTLS,
+            |p: &Post| p.version,
+            Deadline::after(std::time::Duration::from_secs(10)),
             || async {
                 let old = f.repo.get(&id).await;
                 let r = f.send("PATCH", &uri, Some("user-1"), Some(json!({"title": "new"}))).await;
@@ -311,7 +380,8 @@ async fn twenty_cold_instances_missing_one_key_read_the_database_once() {
         let repo = PostsRepo::new(aws.dynamodb.clone(), f.repo.table());
         instances.push(CachedPosts::new(repo, Cache::new(redis, CacheSettings::default())));
     }
-    let results = futures::future::join_all(instances.iter().map(|i| i.published_post(&id))).await;
+    let deadline = Deadline::after(std::time::Duration::from_secs(10));
+    let results = futures::future::join_all(instances.iter().map(|i| i.published_post(&id, deadline))).await;
     for r in &results {
         assert_eq!(r.as_ref().unwrap().0.as_ref().unwrap().title, "hot");
     }

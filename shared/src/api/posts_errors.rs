@@ -10,11 +10,28 @@ impl From<crate::posts::InvalidPostId> for Problem {
 
 impl From<crate::posts::PostsError> for Problem {
     fn from(e: crate::posts::PostsError) -> Self {
-        tracing::error!(error = %e, "posts store failed");
         match e {
-            crate::posts::PostsError::Store(_) => Problem::unavailable("the posts store did not answer; retry shortly"),
-            crate::posts::PostsError::Malformed(_) => Problem::internal(),
+            crate::posts::PostsError::Store(_) => {
+                tracing::error!(error = %e, "posts store failed");
+                Problem::unavailable("the posts store did not answer; retry shortly")
+            }
+            crate::posts::PostsError::Malformed(_) => {
+                tracing::error!(error = %e, "posts store failed");
+                Problem::internal()
+            }
+            // Logged where it happened (the cache); waiting longer would only add load.
+            crate::posts::PostsError::OutOfTime(_) => {
+                Problem::unavailable("the posts are being loaded by another request; retry shortly")
+            }
         }
+    }
+}
+
+/// A cursor that is not one this service issued for this list and limit.
+impl From<crate::post_cursor::CursorError> for Problem {
+    fn from(e: crate::post_cursor::CursorError) -> Self {
+        Problem::bad_request("invalid-cursor", "Invalid cursor", e.to_string())
+            .with_extra(serde_json::json!({ "parameter": "cursor" }))
     }
 }
 

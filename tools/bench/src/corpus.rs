@@ -104,9 +104,37 @@ pub fn cases(function: &str, base: &Value, bearer: &str) -> Vec<Case> {
         }
         push("id of 1000 chars".into(), event(base, "GET", &format!("/posts/{}", "a".repeat(1000)), &[], None));
         let mut q = event(base, "GET", "/posts", &[], None);
-        for query in ["limit=-1", "limit=99999999999999999999", "page=0", "limit=1%00", "page=1&page=2", "limit=%ZZ"] {
+        let huge_cursor = format!("cursor={}", "A".repeat(8000));
+        let queries = [
+            "limit=-1",
+            "limit=99999999999999999999",
+            "limit=5",
+            "page=0",
+            "page=1001&limit=10",
+            "page=99999999999999999999",
+            "limit=1%00",
+            "page=1&page=2",
+            "limit=%ZZ",
+            // Cursors: forged, truncated, not base64, CR/LF, NUL, bidi, with page, given twice, huge.
+            "cursor=eyJsIjoicHVibGlzaGVkIiwibiI6MjAsImMiOiIyMDk5IiwiaSI6IngifQ.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "cursor=eyJsIjoicHVibGlzaGVk",
+            "cursor=%%%.%%%",
+            "cursor=a%0D%0Ab.c",
+            "cursor=%00.%00",
+            "cursor=%E2%80%AE.x",
+            "cursor=a.b&page=2",
+            "cursor=a.b&cursor=c.d",
+            "cursor=",
+            huge_cursor.as_str(),
+        ];
+        for query in queries {
             q["rawQueryString"] = json!(query);
-            push(format!("query {query}"), q.clone());
+            let label = if query.len() > 80 {
+                format!("query {}… ({} chars)", &query[..40], query.len())
+            } else {
+                format!("query {query}")
+            };
+            push(label, q.clone());
         }
         push("huge header".into(), event(base, "GET", "/posts/a%2Fb", &[("x-junk", long_header.as_str())], None));
         push("post to a read route".into(), event(base, "POST", "/posts/1", &[json_ct], Some("{}")));

@@ -6,6 +6,7 @@ mod corpus;
 mod drill_runs;
 mod drills;
 mod drills_async;
+mod drills_posts;
 mod floor;
 mod perf;
 mod stack_env;
@@ -146,6 +147,10 @@ async fn main() {
                 let drill =
                     || -> DrillFuture<'_> { Box::pin(drills_async::webhook_killed_mid_event(bin, env, &webhook)) };
                 results.push(drill_runs::repeated("webhook-killed", repeat, drill).await);
+            }
+            if wanted("posts-flood") {
+                let drill = || -> DrillFuture<'_> { Box::pin(drills_posts::deep_page_flood(bin, &args.events, env)) };
+                results.push(drill_runs::repeated("posts-flood", repeat, drill).await);
             }
             if wanted("ses-outage") {
                 let drill = || -> DrillFuture<'_> { Box::pin(drills_async::ses_outage(bin, env)) };

@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use shared::clients::AwsClients;
 
+pub mod dynamo_meter;
 pub mod redis_server;
 pub mod serial_moto;
+pub use dynamo_meter::{DynamoMeter, Reads};
 pub use redis_server::{Persistence, RedisCluster, RedisServer};
 pub use serial_moto::SerialMoto;
 

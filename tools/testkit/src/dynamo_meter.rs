@@ -1,0 +1,167 @@
+//! A counting HTTP proxy in front of moto, so tests measure DynamoDB reads from *outside* the
+//! code under test: every request passes through unchanged, and the proxy counts, from moto's own
+//! answers, the Query calls, the GetItem calls and the items each read (`ScannedCount` of a
+//! Query, one per GetItem that found an item). It can also hold Query answers back for a while,
+//! which makes "a slow page" without touching the code that loads it, and make Query answers
+//! lag like an eventually consistent index (items created after a given time left out).
+//!
+//! The proxy runs on the test's tokio runtime on a free loopback port and stops with it.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+/// What went through the proxy since the last [`DynamoMeter::take`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reads {
+    pub queries: u64,
+    pub gets: u64,
+    /// Items DynamoDB read to answer: `ScannedCount` summed over Queries, plus found GetItems.
+    pub items: u64,
+    /// The largest `ScannedCount` of a single Query.
+    pub max_query_items: u64,
+}
+
+#[derive(Default)]
+struct Shared {
+    reads: Mutex<Reads>,
+    query_delay_ms: AtomicU64,
+    /// Query answers leave out items whose `createdAt` is later than this.
+    lag_after: Mutex<Option<String>>,
+}
+
+pub struct DynamoMeter {
+    /// Point the clients under test here (`testkit::aws_clients_at`).
+    pub endpoint: String,
+    shared: Arc<Shared>,
+}
+
+impl DynamoMeter {
+    /// A proxy to `upstream` (a moto endpoint such as `testkit::aws_endpoint()`).
+    pub async fn start(upstream: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the meter");
+        let port = listener.local_addr().expect("meter address").port();
+        let shared = Arc::new(Shared::default());
+        let client = reqwest::Client::new();
+        let (upstream, state) = (upstream.trim_end_matches('/').to_owned(), shared.clone());
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let (client, upstream, state) = (client.clone(), upstream.clone(), state.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (client, upstream, state) = (client.clone(), upstream.clone(), state.clone());
+                        async move { Ok::<_, Infallible>(forward(&client, &upstream, &state, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(socket), service)
+                        .await;
+                });
+            }
+        });
+        Self { endpoint: format!("http://127.0.0.1:{port}"), shared }
+    }
+
+    /// The reads counted since the last call, and a fresh count from now.
+    pub fn take(&self) -> Reads {
+        std::mem::take(&mut *self.shared.reads.lock().expect("meter lock"))
+    }
+
+    /// Makes every Query answer leave out the items created after `created_at` (`None`: stop),
+    /// as a GSI that has not caught up with recent writes would.
+    pub fn lag_index_after(&self, created_at: Option<String>) {
+        *self.shared.lag_after.lock().expect("meter lock") = created_at;
+    }
+
+    /// Holds every Query answer back this long (a slow page), `Duration::ZERO` to stop.
+    pub fn set_query_delay(&self, delay: Duration) {
+        self.shared.query_delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+}
+
+async fn forward(
+    client: &reqwest::Client,
+    upstream: &str,
+    state: &Shared,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let operation = target.rsplit('.').next().unwrap_or("").to_owned();
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut request = client.request(parts.method.clone(), format!("{upstream}{path}")).body(body);
+    for (name, value) in &parts.headers {
+        if name != hyper::header::HOST && name != hyper::header::CONTENT_LENGTH {
+            request = request.header(name, value);
+        }
+    }
+    let answer = match request.send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let mut bytes = resp.bytes().await.unwrap_or_default();
+            if status.is_success() && operation == "Query" {
+                bytes = lag(state, bytes);
+            }
+            if status.is_success() {
+                count(state, &operation, &bytes);
+            }
+            let mut r = hyper::Response::new(Full::new(bytes));
+            *r.status_mut() = status;
+            for (name, value) in &headers {
+                if name != hyper::header::CONTENT_LENGTH && name != hyper::header::TRANSFER_ENCODING {
+                    r.headers_mut().insert(name, value.clone());
+                }
+            }
+            r
+        }
+        Err(_) => {
+            let mut r = hyper::Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = hyper::StatusCode::BAD_GATEWAY;
+            r
+        }
+    };
+    if operation == "Query" {
+        let delay = state.query_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+    }
+    answer
+}
+
+fn lag(state: &Shared, bytes: Bytes) -> Bytes {
+    let Some(after) = state.lag_after.lock().expect("meter lock").clone() else { return bytes };
+    let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return bytes };
+    if let Some(items) = json.get_mut("Items").and_then(|v| v.as_array_mut()) {
+        items.retain(|item| item["createdAt"]["S"].as_str().is_none_or(|c| c <= after.as_str()));
+        let n = items.len();
+        json["Count"] = n.into();
+        json["ScannedCount"] = n.into();
+    }
+    Bytes::from(serde_json::to_vec(&json).unwrap_or_default())
+}
+
+fn count(state: &Shared, operation: &str, body: &[u8]) {
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else { return };
+    let mut reads = state.reads.lock().expect("meter lock");
+    match operation {
+        "Query" | "Scan" => {
+            let scanned = json["ScannedCount"].as_u64().or_else(|| json["Count"].as_u64()).unwrap_or(0);
+            reads.queries += 1;
+            reads.items += scanned;
+            reads.max_query_items = reads.max_query_items.max(scanned);
+        }
+        "GetItem" => {
+            reads.gets += 1;
+            reads.items += u64::from(json.get("Item").is_some());
+        }
+        _ => {}
+    }
+}
