@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 FUNCTION=${1:-posts-read}
 EVENT=${2:-events/posts-read/get-hit.json}
 OUT=${3:-$(mktemp -d /tmp/profile.XXXXXX)}
+mkdir -p "$OUT"
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 scripts/bootstrap.sh
 command -v perf >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq linux-perf >/dev/null; }
