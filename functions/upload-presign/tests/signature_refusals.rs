@@ -11,63 +11,10 @@ mod common;
 use std::time::Duration;
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use common::{assert_server_key, put};
-use hyper_util::rt::TokioIo;
+use common::{ACCESS_KEY, BUCKET, S3sServer, assert_server_key, put};
 use serde_json::Value;
 use shared::storage::{DEFAULT_ALLOWED_TYPES, UploadRequest, UploadSettings, Uploads};
 use shared::tokens::UserId;
-
-const ACCESS_KEY: &str = "AKIAS3SFSTEST";
-const SECRET_KEY: &str = "s3s-fs-test-secret-0123456789";
-const BUCKET: &str = "uploads";
-
-/// s3s-fs over a temporary directory, with SigV4 authentication; stopped when dropped.
-struct S3sServer {
-    endpoint: String,
-    task: tokio::task::JoinHandle<()>,
-    _root: tempfile::TempDir,
-}
-
-impl Drop for S3sServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl S3sServer {
-    async fn start() -> Self {
-        let root = tempfile::tempdir().expect("temp dir");
-        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs root");
-        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-        let service = builder.build();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let endpoint = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let service = service.clone();
-                tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Self { endpoint, task, _root: root }
-    }
-
-    fn client(&self) -> aws_sdk_s3::Client {
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "s3s-test"))
-            .endpoint_url(&self.endpoint)
-            .force_path_style(true)
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
-    }
-}
 
 struct Setup {
     server: S3sServer,
@@ -75,6 +22,7 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    common::lambda_environment();
     let server = S3sServer::start().await;
     let s3 = server.client();
     s3.create_bucket().bucket(BUCKET).send().await.expect("create bucket on s3s-fs");

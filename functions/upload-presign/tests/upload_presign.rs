@@ -27,8 +27,33 @@ async fn the_environment_and_the_bucket_come_from_the_template() {
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0].allowed_origins(), [ORIGIN]);
     assert_eq!(rules[0].allowed_methods(), ["PUT"]);
-    assert_eq!(rules[0].allowed_headers(), ["Content-Type"]);
+    assert_eq!(rules[0].allowed_headers(), ["Content-Type", "If-None-Match"]);
     assert_eq!(rules[0].expose_headers(), ["ETag"]);
+
+    // Cleanup: unrecorded uploads expire after a day, recorded avatars (avatars/) are untouched,
+    // incomplete multipart uploads are aborted after a day.
+    let lifecycle = f.aws.s3.get_bucket_lifecycle_configuration().bucket(&f.bucket).send().await.expect("lifecycle");
+    let rules: Vec<_> = lifecycle
+        .rules()
+        .iter()
+        .map(|r| {
+            (
+                r.id().unwrap_or_default().to_owned(),
+                r.filter().and_then(|f| f.prefix()).unwrap_or_default().to_owned(),
+                r.expiration().and_then(|e| e.days()),
+                r.abort_incomplete_multipart_upload().and_then(|a| a.days_after_initiation()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            ("AbortIncompleteMultipartUploads".to_owned(), String::new(), None, Some(1)),
+            ("ExpireUnrecordedUploads".to_owned(), "uploads/".to_owned(), Some(1), None),
+        ]
+    );
+    assert!(rules.iter().all(|r| !"avatars/".starts_with(&r.1) || r.2.is_none()), "no rule expires avatars/");
+    assert_eq!(f.env["USERS_TABLE"], f.settings.avatars.users_table);
 }
 
 #[tokio::test]
@@ -42,13 +67,15 @@ async fn a_valid_request_gets_a_url_that_uploads_exactly_that_file() {
     assert_eq!(r.headers()["access-control-allow-origin"], ORIGIN);
     let p = json_of(&r);
     assert_eq!(p["method"], "PUT");
-    assert_eq!(p["headers"], json!({"Content-Type": "image/png", "Content-Length": "1234"}));
+    // Exactly the signed headers: the SDK's unsigned X-Amzn-Trace-Id (the Lambda environment is
+    // set) is not among them.
+    assert_eq!(p["headers"], json!({"Content-Type": "image/png", "Content-Length": "1234", "If-None-Match": "*"}));
     assert_eq!(p["filename"], "cat.png");
     let key = p["key"].as_str().unwrap();
     assert_server_key(key, "user-1", "png");
     let url = p["uploadUrl"].as_str().unwrap();
     assert!(url.starts_with(&format!("{}/{}/{key}?", testkit::aws_endpoint(), f.bucket)), "path style: {url}");
-    assert!(url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost"), "{url}");
+    assert!(url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost%3Bif-none-match"), "{url}");
     assert!(url.contains("X-Amz-Expires=300"), "{url}");
     let expires =
         time::OffsetDateTime::parse(p["expiresAt"].as_str().unwrap(), &time::format_description::well_known::Rfc3339)
