@@ -246,6 +246,7 @@ async fn preflight_allows_the_configured_origin_only() {
 /// The files in events/upload-presign, as the real function sees them (dev JWT secret).
 #[tokio::test]
 async fn sample_events_get_their_expected_status() {
+    common::lambda_environment();
     let mut vars = common::provision_for_origin("http://localhost:5173")["functions"]["upload-presign"]
         .as_object()
         .unwrap()
@@ -254,17 +255,37 @@ async fn sample_events_get_their_expected_status() {
         .collect::<std::collections::HashMap<_, _>>();
     vars.insert("JWT_SECRET".into(), "dev-only-jwt-secret-not-for-production-0001".into());
     let settings = upload_presign::settings::Settings::from_env(testkit::env_reader(vars)).unwrap();
-    let state = upload_presign::handler::State::new(&settings, &testkit::aws_clients().await);
-    let dir = testkit::workspace_root().join("events/upload-presign");
-    for (file, status) in
-        [("presign.json", 200), ("disallowed-type.json", 400), ("too-large.json", 413), ("missing-auth.json", 401)]
-    {
+    let aws = testkit::aws_clients().await;
+    let state = upload_presign::handler::State::new(&settings, &aws);
+    // What `ops seed` puts in the bucket before the events check: user-1's uploaded PNG, and an
+    // HTML file uploaded as image/png.
+    for (key, body) in [
+        ("uploads/user-1/6f1c2b9e-4d3a-4b8e-9f21-0a5c7e3d1b42.png", common::PNG_1X1),
+        ("uploads/user-1/0d6e8a4f-2c1b-4e7a-8b3c-5f9d1e2a7c60.png", b"<!doctype html><html></html>".as_slice()),
+    ] {
+        let put = aws.s3.put_object().bucket(&settings.uploads.bucket).key(key).content_type("image/png");
+        put.body(body.to_vec().into()).send().await.expect("seed an upload");
+    }
+    let dir = testkit::workspace_root().join("events");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let entries: Vec<(String, u16)> = manifest
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["function"] == "upload-presign")
+        .map(|e| (e["event"].as_str().unwrap().to_owned(), e["expectStatus"].as_u64().unwrap() as u16))
+        .collect();
+    assert_eq!(entries.len(), 15, "every outcome has a sample event: {entries:?}");
+    for (file, status) in entries {
+        let file = file.as_str();
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
         let req = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
         let r = upload_presign::handler::handle(&state, req).await;
         assert_eq!(r.status(), status, "{file}: {:?}", r.body());
         assert_eq!(r.headers()["access-control-allow-origin"], "http://localhost:5173", "{file}");
-        if status == 200 {
+        assert!(status == 200 || r.headers()["content-type"] == "application/problem+json", "{file}");
+        if file.ends_with("presign.json") {
             let p = json_of(&r);
             assert_server_key(p["key"].as_str().unwrap(), "user-1", "jpg");
             assert_eq!(p["headers"]["Content-Length"], "482133");
