@@ -334,6 +334,6 @@ async fn concurrent_records_end_with_one_avatar_and_no_orphan() {
         .expect("the user item");
     let recorded = item["avatarKey"].as_s().unwrap().clone();
     assert_eq!(item["version"].as_n().unwrap(), "6", "every record committed once, one after the other");
-    assert_eq!(f.keys().await, [recorded.clone()], "exactly the recorded avatar is left");
+    assert_eq!(f.keys().await, std::slice::from_ref(&recorded), "exactly the recorded avatar is left");
     assert!(uploads.iter().any(|k| avatar_key(k) == recorded));
 }
