@@ -556,11 +556,19 @@ mod tests {
         assert_eq!(p.key, key);
         assert!(p.upload_url.starts_with(&format!("http://127.0.0.1:9/bucket/{key}?")), "{}", p.upload_url);
         assert!(p.upload_url.contains("X-Amz-Expires=300"), "{}", p.upload_url);
-        assert!(p.upload_url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost"), "{}", p.upload_url);
+        assert!(
+            p.upload_url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost%3Bif-none-match"),
+            "{}",
+            p.upload_url
+        );
         assert!(p.upload_url.contains("X-Amz-Signature="), "{}", p.upload_url);
-        let expected: BTreeMap<String, String> =
-            [("Content-Length".to_owned(), "1234".to_owned()), ("Content-Type".to_owned(), "image/png".to_owned())]
-                .into();
+        assert!(!p.upload_url.to_ascii_lowercase().contains("checksum"), "{}", p.upload_url);
+        let expected: BTreeMap<String, String> = [
+            ("Content-Length".to_owned(), "1234".to_owned()),
+            ("Content-Type".to_owned(), "image/png".to_owned()),
+            ("If-None-Match".to_owned(), "*".to_owned()),
+        ]
+        .into();
         assert_eq!(p.headers, expected, "exactly the headers the client must send");
 
         let expires = time::OffsetDateTime::parse(&p.expires_at, &time::format_description::well_known::Rfc3339)
@@ -573,6 +581,30 @@ mod tests {
         let mut members: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
         members.sort();
         assert_eq!(members, ["expiresAt", "filename", "headers", "key", "method", "uploadUrl"]);
+    }
+
+    #[test]
+    fn browser_headers_are_the_signed_ones_only() {
+        let signed: Vec<String> = ["content-length", "content-type", "host", "if-none-match"].map(String::from).into();
+        let request = [
+            ("content-type", "image/png"),
+            ("content-length", "3"),
+            ("if-none-match", "*"),
+            ("x-amzn-trace-id", "Root=1-5759e988-bd862e3fe1be46a994272793"),
+        ];
+        let headers = browser_headers(&signed, request.into_iter()).unwrap();
+        assert_eq!(headers.keys().collect::<Vec<_>>(), ["Content-Length", "Content-Type", "If-None-Match"]);
+        // A signed header without a value is a bug in the signer, never something to guess.
+        assert!(browser_headers(&signed, request[..2].iter().copied()).is_err());
+    }
+
+    #[test]
+    fn the_presigning_client_computes_checksums_only_when_required() {
+        let u = uploads(300);
+        assert_eq!(
+            u.presigner().config().request_checksum_calculation(),
+            Some(&RequestChecksumCalculation::WhenRequired)
+        );
     }
 
     #[test]
