@@ -70,6 +70,13 @@ async fn a_valid_request_gets_a_url_that_uploads_exactly_that_file() {
     // Exactly the signed headers: the SDK's unsigned X-Amzn-Trace-Id (the Lambda environment is
     // set) is not among them.
     assert_eq!(p["headers"], json!({"Content-Type": "image/png", "Content-Length": "1234", "If-None-Match": "*"}));
+    // The bucket CORS allows every listed header a page sets (Content-Length is the browser's own,
+    // a forbidden header name that never appears in a preflight).
+    let cors = f.aws.s3.get_bucket_cors().bucket(&f.bucket).send().await.expect("bucket CORS");
+    let allowed: Vec<String> = cors.cors_rules()[0].allowed_headers().iter().map(|h| h.to_ascii_lowercase()).collect();
+    for name in p["headers"].as_object().unwrap().keys().map(|k| k.to_ascii_lowercase()) {
+        assert!(name == "content-length" || allowed.contains(&name), "{name} is listed but the bucket CORS refuses it");
+    }
     assert_eq!(p["filename"], "cat.png");
     let key = p["key"].as_str().unwrap();
     assert_server_key(key, "user-1", "png");
