@@ -170,6 +170,19 @@ class Provisioner:
                         rule["MaxAgeSeconds"] = int(r["MaxAge"])
                     rules.append(rule)
                 self.s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": rules})
+            lifecycle = p.get("LifecycleConfiguration")
+            if lifecycle:
+                # CloudFormation's rule shape to S3's: an id, a status, a prefix filter, the actions.
+                rules = []
+                for r in lifecycle.get("Rules", []):
+                    rule = {"ID": r["Id"], "Status": r["Status"], "Filter": {"Prefix": r.get("Prefix", "")}}
+                    if "ExpirationInDays" in r:
+                        rule["Expiration"] = {"Days": int(r["ExpirationInDays"])}
+                    if "AbortIncompleteMultipartUpload" in r:
+                        rule["AbortIncompleteMultipartUpload"] = {
+                            "DaysAfterInitiation": int(r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])}
+                    rules.append(rule)
+                self.s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
             self.out[logical] = {"name": name, "arn": f"arn:aws:s3:::{name}"}
 
     def function_envs(self, overrides):

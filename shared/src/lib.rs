@@ -2,6 +2,7 @@
 //! One module per concern; no Lambda event types below the handler layer except in `api`.
 
 pub mod api;
+pub mod avatars;
 pub mod cache;
 pub mod cached_posts;
 pub mod clients;

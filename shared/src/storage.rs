@@ -5,6 +5,13 @@
 //! recomputes the signature over the headers it receives and answers 403 to a body of any other
 //! size or type, to a changed key, and to a URL past its expiry.
 //!
+//! Each URL also signs `If-None-Match: *`, so S3 takes one PUT per key: once the object exists, a
+//! second PUT with the same URL (within its lifetime) gets 412 instead of overwriting what may
+//! already be recorded. The answer's `headers` are exactly the signed headers, read back from the
+//! URL's `X-Amz-SignedHeaders`: under Lambda the SDK adds an *unsigned* `X-Amzn-Trace-Id` to the
+//! presigned request (recursion detection), which a browser must not send (the bucket CORS does
+//! not allow it, and it proves nothing).
+//!
 //! The server chooses the key, `uploads/{userId}/{uuid}.{extension of the content type}`. The
 //! client's filename never becomes part of it; [`display_filename`] makes a safe copy for display
 //! and logs. Any S3-compatible store (Cloudflare R2, MinIO) works through the SDK's own
@@ -13,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_sdk_s3::config::RequestChecksumCalculation;
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::presigning::PresigningConfig;
 use serde::{Deserialize, Serialize};
@@ -65,6 +73,11 @@ impl UploadType {
             .iter()
             .find(|(mime, _)| mime.eq_ignore_ascii_case(raw))
             .map(|&(mime, extension)| Self { mime, extension })
+    }
+
+    /// The known type whose keys end in `.{extension}` (exact, lower case: keys are compared as text).
+    pub fn by_extension(extension: &str) -> Option<Self> {
+        KNOWN_TYPES.iter().find(|(_, ext)| *ext == extension).map(|&(mime, extension)| Self { mime, extension })
     }
 }
 
@@ -160,7 +173,7 @@ pub struct PresignedUpload {
     pub upload_url: String,
     pub method: &'static str,
     /// Every header the signature covers besides `Host`, with the exact values to send:
-    /// `Content-Type` and `Content-Length`.
+    /// `Content-Type`, `Content-Length` and `If-None-Match`.
     pub headers: BTreeMap<String, String>,
     pub key: String,
     /// RFC 3339, UTC, whole seconds.
@@ -205,6 +218,22 @@ pub fn display_filename(raw: &str) -> String {
     if name.is_empty() { "upload".to_owned() } else { name }
 }
 
+/// The headers a presigned PUT must sign (besides `host`); without any of them S3 would accept
+/// another size, another type, or an overwrite.
+pub const REQUIRED_SIGNED_HEADERS: [&str; 3] = ["content-length", "content-type", "if-none-match"];
+
+/// A client for presigning: `s3`'s configuration with request checksums only when an operation
+/// requires them. Since aws-sdk-s3 1.69 the default (`WhenSupported`) computes a CRC32 of the
+/// request body; a presigned request has no body yet, so a checksum in the URL would be the empty
+/// body's and S3 would refuse the browser's real file. This SDK version skips checksums on
+/// presigned requests by itself; the setting makes that independent of the SDK's internals, and
+/// [`Uploads::presign`] refuses any URL that carries a checksum anyway.
+pub fn presigning_client(s3: &aws_sdk_s3::Client) -> aws_sdk_s3::Client {
+    let config =
+        s3.config().to_builder().request_checksum_calculation(RequestChecksumCalculation::WhenRequired).build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
 /// Signs uploads into one bucket.
 #[derive(Clone, Debug)]
 pub struct Uploads {
@@ -214,7 +243,12 @@ pub struct Uploads {
 
 impl Uploads {
     pub fn new(s3: aws_sdk_s3::Client, settings: UploadSettings) -> Self {
-        Self { s3, settings }
+        Self { s3: presigning_client(&s3), settings }
+    }
+
+    /// The client presigned URLs are made with.
+    pub fn presigner(&self) -> &aws_sdk_s3::Client {
+        &self.s3
     }
 
     pub fn settings(&self) -> &UploadSettings {
@@ -262,16 +296,27 @@ impl Uploads {
             .key(&plan.key)
             .content_type(plan.content_type.mime)
             .content_length(length)
+            // One PUT per key: a second one with this URL gets 412 PreconditionFailed.
+            .if_none_match("*")
             .presigned(config)
             .await
             .map_err(|e| PresignError(DisplayErrorContext(e).to_string()))?;
 
-        // Fail closed: without these among the signed headers, S3 would take any size or type.
+        // Fail closed: without these among the signed headers, S3 would take any size or type, or
+        // an overwrite.
         let signed = signed_headers(presigned.uri());
-        if !["content-length", "content-type", "host"].iter().all(|h| signed.iter().any(|s| s == h)) {
-            return Err(PresignError(format!("the URL signs {signed:?}, not content-length and content-type")));
+        if !REQUIRED_SIGNED_HEADERS.iter().chain(&["host"]).all(|h| signed.iter().any(|s| s == h)) {
+            return Err(PresignError(format!("the URL signs {signed:?}, not {REQUIRED_SIGNED_HEADERS:?}")));
         }
-        let headers = presigned.headers().map(|(name, value)| (canonical_header(name), value.to_owned())).collect();
+        // A checksum signed before the body exists is the empty body's: S3 would refuse the file.
+        let query = presigned.uri().split_once('?').map(|(_, q)| q.to_ascii_lowercase()).unwrap_or_default();
+        if signed.iter().any(|h| h.starts_with("x-amz-checksum") || h.starts_with("x-amz-sdk-checksum"))
+            || query.contains("x-amz-checksum")
+            || query.contains("x-amz-sdk-checksum")
+        {
+            return Err(PresignError(format!("the URL carries a request checksum: {signed:?}")));
+        }
+        let headers = browser_headers(&signed, presigned.headers())?;
         let expires_at = time::OffsetDateTime::from(start + self.settings.url_ttl)
             .format(&time::format_description::well_known::Rfc3339)
             .map_err(|e| PresignError(e.to_string()))?;
@@ -296,6 +341,26 @@ pub fn signed_headers(url: &str) -> Vec<String> {
             v.replace("%3B", ";").replace("%3b", ";").split(';').map(str::to_ascii_lowercase).collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// The headers a browser must send: every signed header but `host` (the browser sets it from the
+/// URL), with the value the SDK signed. Only the signed ones: anything else the SDK put on the
+/// request (the unsigned `X-Amzn-Trace-Id` under Lambda) is left out.
+pub fn browser_headers<'a>(
+    signed: &[String],
+    request_headers: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<BTreeMap<String, String>, PresignError> {
+    let request_headers: Vec<(&str, &str)> = request_headers.collect();
+    let mut out = BTreeMap::new();
+    for name in signed.iter().filter(|h| *h != "host") {
+        let value = request_headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| (*v).to_owned())
+            .ok_or_else(|| PresignError(format!("the URL signs {name} but the request has no value for it")))?;
+        out.insert(canonical_header(name), value);
+    }
+    Ok(out)
 }
 
 /// `content-type` → `Content-Type`, the spelling a reader of the JSON expects.
@@ -491,11 +556,19 @@ mod tests {
         assert_eq!(p.key, key);
         assert!(p.upload_url.starts_with(&format!("http://127.0.0.1:9/bucket/{key}?")), "{}", p.upload_url);
         assert!(p.upload_url.contains("X-Amz-Expires=300"), "{}", p.upload_url);
-        assert!(p.upload_url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost"), "{}", p.upload_url);
+        assert!(
+            p.upload_url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost%3Bif-none-match"),
+            "{}",
+            p.upload_url
+        );
         assert!(p.upload_url.contains("X-Amz-Signature="), "{}", p.upload_url);
-        let expected: BTreeMap<String, String> =
-            [("Content-Length".to_owned(), "1234".to_owned()), ("Content-Type".to_owned(), "image/png".to_owned())]
-                .into();
+        assert!(!p.upload_url.to_ascii_lowercase().contains("checksum"), "{}", p.upload_url);
+        let expected: BTreeMap<String, String> = [
+            ("Content-Length".to_owned(), "1234".to_owned()),
+            ("Content-Type".to_owned(), "image/png".to_owned()),
+            ("If-None-Match".to_owned(), "*".to_owned()),
+        ]
+        .into();
         assert_eq!(p.headers, expected, "exactly the headers the client must send");
 
         let expires = time::OffsetDateTime::parse(&p.expires_at, &time::format_description::well_known::Rfc3339)
@@ -508,6 +581,30 @@ mod tests {
         let mut members: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
         members.sort();
         assert_eq!(members, ["expiresAt", "filename", "headers", "key", "method", "uploadUrl"]);
+    }
+
+    #[test]
+    fn browser_headers_are_the_signed_ones_only() {
+        let signed: Vec<String> = ["content-length", "content-type", "host", "if-none-match"].map(String::from).into();
+        let request = [
+            ("content-type", "image/png"),
+            ("content-length", "3"),
+            ("if-none-match", "*"),
+            ("x-amzn-trace-id", "Root=1-5759e988-bd862e3fe1be46a994272793"),
+        ];
+        let headers = browser_headers(&signed, request.into_iter()).unwrap();
+        assert_eq!(headers.keys().collect::<Vec<_>>(), ["Content-Length", "Content-Type", "If-None-Match"]);
+        // A signed header without a value is a bug in the signer, never something to guess.
+        assert!(browser_headers(&signed, request[..2].iter().copied()).is_err());
+    }
+
+    #[test]
+    fn the_presigning_client_computes_checksums_only_when_required() {
+        let u = uploads(300);
+        assert_eq!(
+            u.presigner().config().request_checksum_calculation(),
+            Some(&RequestChecksumCalculation::WhenRequired)
+        );
     }
 
     #[test]

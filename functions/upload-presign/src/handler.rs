@@ -1,8 +1,9 @@
-//! Request in, authenticated user and validated upload request, presigned PUT out.
+//! Request in, authenticated user and validated request, presigned PUT or recorded avatar out.
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use shared::api::{self, Cors, Problem};
+use shared::avatars::{Avatars, RecordRequest};
 use shared::clients::AwsClients;
 use shared::storage::{UploadRequest, Uploads};
 use shared::tokens::{AccessTokens, UserId};
@@ -15,6 +16,7 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024;
 #[derive(Clone, Debug)]
 pub struct State {
     pub uploads: Uploads,
+    pub avatars: Avatars,
     pub tokens: AccessTokens,
     pub cors: Cors,
 }
@@ -23,6 +25,12 @@ impl State {
     pub fn new(settings: &Settings, aws: &AwsClients) -> Self {
         Self {
             uploads: Uploads::new(aws.s3.clone(), settings.uploads.clone()),
+            avatars: Avatars::new(
+                aws.s3.clone(),
+                aws.dynamodb.clone(),
+                settings.uploads.clone(),
+                settings.avatars.clone(),
+            ),
             tokens: AccessTokens::new(&settings.access_tokens),
             cors: settings.cors.clone(),
         }
@@ -38,6 +46,10 @@ async fn route(state: &State, req: Request) -> Result<Response<Body>, Problem> {
     match (segments.as_slice(), req.method()) {
         ([.., "uploads"], &Method::POST) => create(state, &req).await,
         ([.., "uploads"], _) => Err(Problem::method_not_allowed("POST, OPTIONS")),
+        ([.., "users", "me", "avatar"], &Method::PUT) => record(state, &req).await,
+        ([.., "users", "me", "avatar"], _) => Err(Problem::method_not_allowed("PUT, OPTIONS")),
+        ([.., "users", id], &Method::GET) => profile(state, id).await,
+        ([.., "users", _], _) => Err(Problem::method_not_allowed("GET, OPTIONS")),
         _ => Err(Problem::not_found("no such route")),
     }
 }
@@ -49,14 +61,35 @@ fn user(state: &State, req: &Request) -> Result<UserId, Problem> {
     claims.user_id().map_err(|_| api::unauthorized("invalid_token", "the access token is invalid"))
 }
 
+fn no_store(mut response: Response<Body>) -> Response<Body> {
+    // Presigned URLs are capabilities for their lifetime: no shared cache may keep them.
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 async fn create(state: &State, req: &Request) -> Result<Response<Body>, Problem> {
     let user = user(state, req)?;
     let body: UploadRequest = api::json_body(req, MAX_BODY_BYTES)?;
     let plan = state.uploads.plan(&user, &body)?;
     let upload = state.uploads.presign(plan).await?;
     tracing::info!(user = %user, key = %upload.key, filename = %upload.filename, "upload presigned");
-    let mut response = api::json(StatusCode::OK, &upload);
-    // The URL is a capability for its lifetime: no cache may keep it.
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(no_store(api::json(StatusCode::OK, &upload)))
+}
+
+/// `PUT /users/me/avatar` `{"key"}`: 200 with the caller's profile.
+async fn record(state: &State, req: &Request) -> Result<Response<Body>, Problem> {
+    let user = user(state, req)?;
+    let body: RecordRequest = api::json_body(req, MAX_BODY_BYTES)?;
+    let profile = state.avatars.record(&user, &body.key).await?;
+    Ok(no_store(api::json(StatusCode::OK, &profile)))
+}
+
+/// `GET /users/{id}`: the public profile, anonymous.
+async fn profile(state: &State, raw_id: &str) -> Result<Response<Body>, Problem> {
+    let id =
+        UserId::parse(raw_id).map_err(|e| Problem::bad_request("invalid-user-id", "Invalid user id", e.to_string()))?;
+    match state.avatars.profile(&id).await? {
+        Some(profile) => Ok(no_store(api::json(StatusCode::OK, &profile))),
+        None => Err(Problem::not_found("no such user")),
+    }
 }

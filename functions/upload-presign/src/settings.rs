@@ -1,6 +1,7 @@
 //! upload-presign configuration, from the environment.
 
 use shared::api::Cors;
+use shared::avatars::AvatarSettings;
 use shared::config::{ConfigError, EnvReader};
 use shared::storage::UploadSettings;
 use shared::tokens::access::AccessTokenSettings;
@@ -8,6 +9,7 @@ use shared::tokens::access::AccessTokenSettings;
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub uploads: UploadSettings,
+    pub avatars: AvatarSettings,
     pub cors: Cors,
     pub access_tokens: AccessTokenSettings,
 }
@@ -16,6 +18,7 @@ impl Settings {
     pub fn from_env(mut env: EnvReader<'_>) -> Result<Self, ConfigError> {
         let settings = Settings {
             uploads: UploadSettings::from_env(&mut env),
+            avatars: AvatarSettings::from_env(&mut env),
             cors: Cors::from_env(&mut env, shared::api::API_METHODS),
             access_tokens: AccessTokenSettings::from_env(&mut env),
         };

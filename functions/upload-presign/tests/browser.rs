@@ -1,9 +1,11 @@
-//! A real browser upload: headless Chromium (Debian's `chromium`) loads a page from one loopback
-//! origin, asks the API (the handler, served over HTTP on another port) for a presigned URL, and
-//! PUTs a file to the local S3 endpoint (moto, whose bucket CORS comes from template.yaml). Both
-//! cross-origin steps need a CORS preflight the browser must accept: the API's (Authorization and
-//! a JSON body) and the bucket's (a non-safelisted Content-Type on a PUT). The test reads the
-//! page's result from the DOM and the object from S3.
+//! A real browser upload, all three steps: headless Chromium (Debian's `chromium`) loads a page
+//! from one loopback origin, asks the API (the handler, served over HTTP on another port, with the
+//! Lambda environment set) for a presigned URL, PUTs a PNG to the local S3 endpoint (moto, whose
+//! bucket CORS comes from template.yaml) with exactly the listed headers, records it with
+//! `PUT /users/me/avatar`, reads `GET /users/{id}` and shows the avatar in an `<img>`. Every
+//! cross-origin step needs a CORS preflight the browser must accept: the API's (Authorization and
+//! a JSON body; PUT) and the bucket's (non-safelisted Content-Type and If-None-Match on a PUT).
+//! The test reads the page's result from the DOM and the objects from S3.
 //!
 //! A second page, on an origin that is not allowed, shows that both refusals are real.
 //! Chromium missing is a test failure, never a skip.
@@ -101,7 +103,7 @@ fn result_of(dom: &str) -> Value {
 /// method and headers the answer names (the browser drops Content-Length from `headers` and
 /// sets it from the body), and write what happened into the DOM.
 fn upload_page(api: &str, token: &str) -> String {
-    let config = json!({ "api": api, "token": token, "size": SIZE, "filename": FILENAME });
+    let config = json!({ "api": api, "token": token, "size": SIZE, "filename": FILENAME, "png": common::PNG_1X1 });
     format!(
         r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>upload</title></head>
@@ -112,7 +114,8 @@ const config = {config};
   const out = {{}};
   try {{
     const bytes = new Uint8Array(config.size);
-    for (let i = 0; i < bytes.length; i++) bytes[i] = i % 251;
+    // A real PNG, padded after its IEND chunk (decoders ignore what follows).
+    for (let i = 0; i < bytes.length; i++) bytes[i] = i < config.png.length ? config.png[i] : i % 251;
     const file = new File([bytes], config.filename, {{ type: "image/png" }});
     const r = await fetch(config.api + "/uploads", {{
       method: "POST",
@@ -125,6 +128,23 @@ const config = {config};
     const put = await fetch(p.uploadUrl, {{ method: p.method, headers: p.headers, body: file }});
     out.putStatus = put.status;
     out.etag = put.headers.get("ETag");
+    const rec = await fetch(config.api + "/users/me/avatar", {{
+      method: "PUT",
+      headers: {{ "Authorization": "Bearer " + config.token, "Content-Type": "application/json" }},
+      body: JSON.stringify({{ key: p.key }}),
+    }});
+    out.recordStatus = rec.status;
+    out.record = await rec.json();
+    const prof = await fetch(config.api + "/users/" + out.record.id);
+    out.profileStatus = prof.status;
+    out.profile = await prof.json();
+    const img = new Image();
+    await new Promise((resolve, reject) => {{
+      img.onload = resolve;
+      img.onerror = () => reject(new Error("avatar image did not load"));
+      img.src = out.profile.avatar.url;
+    }});
+    out.avatarWidth = img.naturalWidth;
   }} catch (e) {{
     out.error = String(e);
   }}
@@ -230,18 +250,35 @@ async fn chromium_uploads_through_the_api_and_the_bucket_cors() {
     let key = result["presign"]["key"].as_str().unwrap();
     assert_server_key(key, "browser-user", "png");
     assert_eq!(result["presign"]["filename"], "passwdgnp.png", "{result}");
+    assert_eq!(result["presign"]["headers"]["If-None-Match"], "*", "{result}");
+    assert_eq!(result["recordStatus"], 200, "{result}");
+    assert_eq!(result["profileStatus"], 200, "{result}");
+    assert_eq!(result["profile"]["id"], "browser-user", "{result}");
+    assert_eq!(result["profile"]["avatar"]["size"], SIZE, "{result}");
+    assert_eq!(result["avatarWidth"], 1, "the browser decoded the avatar from the profile's URL: {result}");
     assert_eq!(
         *seen.lock().unwrap(),
-        ["OPTIONS /uploads", "POST /uploads"],
-        "the browser sent the API preflight, then the request"
+        [
+            "OPTIONS /uploads",
+            "POST /uploads",
+            "OPTIONS /users/me/avatar",
+            "PUT /users/me/avatar",
+            "GET /users/browser-user"
+        ],
+        "the browser sent each API preflight, then the request"
     );
 
-    let head = f.aws.s3.head_object().bucket(&f.bucket).key(key).send().await.expect("the browser's upload");
+    // The recorded copy, byte for byte; the upload itself is gone.
+    let avatar = key.replacen("uploads/", "avatars/", 1);
+    let head = f.aws.s3.head_object().bucket(&f.bucket).key(&avatar).send().await.expect("the recorded avatar");
     assert_eq!(head.content_type(), Some("image/png"));
     assert_eq!(head.content_length(), Some(SIZE as i64));
-    assert_eq!(head.e_tag(), Some(etag), "the page saw the stored object's ETag");
-    let body = f.aws.s3.get_object().bucket(&f.bucket).key(key).send().await.unwrap().body.collect().await.unwrap();
-    let expected: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    assert_eq!(head.e_tag(), Some(etag), "the page saw the stored object's ETag (a copy keeps it)");
+    assert!(f.aws.s3.head_object().bucket(&f.bucket).key(key).send().await.is_err(), "the upload was removed");
+    let body = f.aws.s3.get_object().bucket(&f.bucket).key(&avatar).send().await.unwrap().body.collect().await.unwrap();
+    let expected: Vec<u8> = (0..SIZE as usize)
+        .map(|i| if i < common::PNG_1X1.len() { common::PNG_1X1[i] } else { (i % 251) as u8 })
+        .collect();
     assert!(body.into_bytes().as_ref() == expected.as_slice(), "the stored bytes are the page's");
 
     // The same pages from an origin that is allowed nowhere: both preflights fail in the browser.

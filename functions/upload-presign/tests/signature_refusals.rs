@@ -11,63 +11,10 @@ mod common;
 use std::time::Duration;
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use common::{assert_server_key, put};
-use hyper_util::rt::TokioIo;
+use common::{ACCESS_KEY, BUCKET, S3sServer, assert_server_key, put};
 use serde_json::Value;
 use shared::storage::{DEFAULT_ALLOWED_TYPES, UploadRequest, UploadSettings, Uploads};
 use shared::tokens::UserId;
-
-const ACCESS_KEY: &str = "AKIAS3SFSTEST";
-const SECRET_KEY: &str = "s3s-fs-test-secret-0123456789";
-const BUCKET: &str = "uploads";
-
-/// s3s-fs over a temporary directory, with SigV4 authentication; stopped when dropped.
-struct S3sServer {
-    endpoint: String,
-    task: tokio::task::JoinHandle<()>,
-    _root: tempfile::TempDir,
-}
-
-impl Drop for S3sServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl S3sServer {
-    async fn start() -> Self {
-        let root = tempfile::tempdir().expect("temp dir");
-        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs root");
-        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-        let service = builder.build();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let endpoint = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let service = service.clone();
-                tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Self { endpoint, task, _root: root }
-    }
-
-    fn client(&self) -> aws_sdk_s3::Client {
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "s3s-test"))
-            .endpoint_url(&self.endpoint)
-            .force_path_style(true)
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
-    }
-}
 
 struct Setup {
     server: S3sServer,
@@ -75,6 +22,7 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    common::lambda_environment();
     let server = S3sServer::start().await;
     let s3 = server.client();
     s3.create_bucket().bucket(BUCKET).send().await.expect("create bucket on s3s-fs");
@@ -225,4 +173,64 @@ async fn a_url_signed_with_other_credentials_is_refused() {
     s.s3 = right;
     assert_eq!(put(&p, vec![0; 10]).await, 403);
     assert_eq!(s.object_count().await, 0);
+}
+
+/// Under Lambda (the environment is set by `setup`) the SDK adds an unsigned `X-Amzn-Trace-Id` to
+/// the presigned request; the answer lists exactly the headers in `X-Amz-SignedHeaders`, so the
+/// browser never sends it (the bucket CORS does not allow it).
+#[tokio::test]
+async fn the_answer_lists_exactly_the_signed_headers_under_lambda() {
+    let s = setup().await;
+    let uploads = s.uploads(Duration::from_secs(300));
+    let raw = uploads
+        .presigner()
+        .put_object()
+        .bucket(BUCKET)
+        .key("uploads/user-1/x.png")
+        .content_type("image/png")
+        .content_length(10)
+        .if_none_match("*")
+        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(60)).unwrap())
+        .await
+        .unwrap();
+    let trace = raw.headers().find(|(n, _)| n.eq_ignore_ascii_case("x-amzn-trace-id")).map(|(_, v)| v.to_owned());
+    assert_eq!(trace.as_deref(), Some(common::TRACE_ID), "the Lambda environment reaches the SDK");
+    assert!(!shared::storage::signed_headers(raw.uri()).contains(&"x-amzn-trace-id".to_owned()), "it is not signed");
+
+    let p = s.presign(Duration::from_secs(300), "image/png", 10).await;
+    let mut listed: Vec<String> = p["headers"].as_object().unwrap().keys().map(|k| k.to_ascii_lowercase()).collect();
+    listed.sort();
+    let mut signed = shared::storage::signed_headers(url(&p));
+    signed.retain(|h| h != "host");
+    signed.sort();
+    assert_eq!(listed, signed);
+    assert_eq!(listed, ["content-length", "content-type", "if-none-match"]);
+    assert_eq!(put(&p, vec![0; 10]).await, 200);
+}
+
+/// aws-sdk-s3 ≥ 1.69 computes request checksums by default (`WhenSupported`). A presigned URL
+/// signed with one would carry the empty body's checksum and S3 would refuse the real file, so
+/// the presigning client asks for checksums only when required, and no URL carries one.
+#[tokio::test]
+async fn presigned_urls_carry_no_request_checksum() {
+    let s = setup().await;
+    assert_eq!(
+        s.s3.config().request_checksum_calculation(),
+        None,
+        "the plain client keeps the SDK default (WhenSupported)"
+    );
+    let uploads = s.uploads(Duration::from_secs(300));
+    assert_eq!(
+        uploads.presigner().config().request_checksum_calculation(),
+        Some(&aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+    );
+    for (content_type, size) in [("image/png", 1), ("image/jpeg", 70_001), ("image/webp", 4096)] {
+        let p = s.presign(Duration::from_secs(300), content_type, size).await;
+        let u = url(&p).to_ascii_lowercase();
+        assert!(!u.contains("checksum"), "{u}");
+        assert!(p["headers"].as_object().unwrap().keys().all(|k| !k.to_ascii_lowercase().contains("checksum")), "{p}");
+        // s3s-fs verifies any checksum it is given: the real bytes go through.
+        let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        assert_eq!(put(&p, body).await, 200, "{content_type}");
+    }
 }

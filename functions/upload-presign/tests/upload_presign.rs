@@ -27,8 +27,33 @@ async fn the_environment_and_the_bucket_come_from_the_template() {
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0].allowed_origins(), [ORIGIN]);
     assert_eq!(rules[0].allowed_methods(), ["PUT"]);
-    assert_eq!(rules[0].allowed_headers(), ["Content-Type"]);
+    assert_eq!(rules[0].allowed_headers(), ["Content-Type", "If-None-Match"]);
     assert_eq!(rules[0].expose_headers(), ["ETag"]);
+
+    // Cleanup: unrecorded uploads expire after a day, recorded avatars (avatars/) are untouched,
+    // incomplete multipart uploads are aborted after a day.
+    let lifecycle = f.aws.s3.get_bucket_lifecycle_configuration().bucket(&f.bucket).send().await.expect("lifecycle");
+    let rules: Vec<_> = lifecycle
+        .rules()
+        .iter()
+        .map(|r| {
+            (
+                r.id().unwrap_or_default().to_owned(),
+                r.filter().and_then(|f| f.prefix()).unwrap_or_default().to_owned(),
+                r.expiration().and_then(|e| e.days()),
+                r.abort_incomplete_multipart_upload().and_then(|a| a.days_after_initiation()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            ("AbortIncompleteMultipartUploads".to_owned(), String::new(), None, Some(1)),
+            ("ExpireUnrecordedUploads".to_owned(), "uploads/".to_owned(), Some(1), None),
+        ]
+    );
+    assert!(rules.iter().all(|r| !"avatars/".starts_with(&r.1) || r.2.is_none()), "no rule expires avatars/");
+    assert_eq!(f.env["USERS_TABLE"], f.settings.avatars.users_table);
 }
 
 #[tokio::test]
@@ -42,13 +67,22 @@ async fn a_valid_request_gets_a_url_that_uploads_exactly_that_file() {
     assert_eq!(r.headers()["access-control-allow-origin"], ORIGIN);
     let p = json_of(&r);
     assert_eq!(p["method"], "PUT");
-    assert_eq!(p["headers"], json!({"Content-Type": "image/png", "Content-Length": "1234"}));
+    // Exactly the signed headers: the SDK's unsigned X-Amzn-Trace-Id (the Lambda environment is
+    // set) is not among them.
+    assert_eq!(p["headers"], json!({"Content-Type": "image/png", "Content-Length": "1234", "If-None-Match": "*"}));
+    // The bucket CORS allows every listed header a page sets (Content-Length is the browser's own,
+    // a forbidden header name that never appears in a preflight).
+    let cors = f.aws.s3.get_bucket_cors().bucket(&f.bucket).send().await.expect("bucket CORS");
+    let allowed: Vec<String> = cors.cors_rules()[0].allowed_headers().iter().map(|h| h.to_ascii_lowercase()).collect();
+    for name in p["headers"].as_object().unwrap().keys().map(|k| k.to_ascii_lowercase()) {
+        assert!(name == "content-length" || allowed.contains(&name), "{name} is listed but the bucket CORS refuses it");
+    }
     assert_eq!(p["filename"], "cat.png");
     let key = p["key"].as_str().unwrap();
     assert_server_key(key, "user-1", "png");
     let url = p["uploadUrl"].as_str().unwrap();
     assert!(url.starts_with(&format!("{}/{}/{key}?", testkit::aws_endpoint(), f.bucket)), "path style: {url}");
-    assert!(url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost"), "{url}");
+    assert!(url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost%3Bif-none-match"), "{url}");
     assert!(url.contains("X-Amz-Expires=300"), "{url}");
     let expires =
         time::OffsetDateTime::parse(p["expiresAt"].as_str().unwrap(), &time::format_description::well_known::Rfc3339)
@@ -219,6 +253,7 @@ async fn preflight_allows_the_configured_origin_only() {
 /// The files in events/upload-presign, as the real function sees them (dev JWT secret).
 #[tokio::test]
 async fn sample_events_get_their_expected_status() {
+    common::lambda_environment();
     let mut vars = common::provision_for_origin("http://localhost:5173")["functions"]["upload-presign"]
         .as_object()
         .unwrap()
@@ -227,17 +262,37 @@ async fn sample_events_get_their_expected_status() {
         .collect::<std::collections::HashMap<_, _>>();
     vars.insert("JWT_SECRET".into(), "dev-only-jwt-secret-not-for-production-0001".into());
     let settings = upload_presign::settings::Settings::from_env(testkit::env_reader(vars)).unwrap();
-    let state = upload_presign::handler::State::new(&settings, &testkit::aws_clients().await);
-    let dir = testkit::workspace_root().join("events/upload-presign");
-    for (file, status) in
-        [("presign.json", 200), ("disallowed-type.json", 400), ("too-large.json", 413), ("missing-auth.json", 401)]
-    {
+    let aws = testkit::aws_clients().await;
+    let state = upload_presign::handler::State::new(&settings, &aws);
+    // What `ops seed` puts in the bucket before the events check: user-1's uploaded PNG, and an
+    // HTML file uploaded as image/png.
+    for (key, body) in [
+        ("uploads/user-1/6f1c2b9e-4d3a-4b8e-9f21-0a5c7e3d1b42.png", common::PNG_1X1),
+        ("uploads/user-1/0d6e8a4f-2c1b-4e7a-8b3c-5f9d1e2a7c60.png", b"<!doctype html><html></html>".as_slice()),
+    ] {
+        let put = aws.s3.put_object().bucket(&settings.uploads.bucket).key(key).content_type("image/png");
+        put.body(body.to_vec().into()).send().await.expect("seed an upload");
+    }
+    let dir = testkit::workspace_root().join("events");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let entries: Vec<(String, u16)> = manifest
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["function"] == "upload-presign")
+        .map(|e| (e["event"].as_str().unwrap().to_owned(), e["expectStatus"].as_u64().unwrap() as u16))
+        .collect();
+    assert_eq!(entries.len(), 15, "every outcome has a sample event: {entries:?}");
+    for (file, status) in entries {
+        let file = file.as_str();
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
         let req = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
         let r = upload_presign::handler::handle(&state, req).await;
         assert_eq!(r.status(), status, "{file}: {:?}", r.body());
         assert_eq!(r.headers()["access-control-allow-origin"], "http://localhost:5173", "{file}");
-        if status == 200 {
+        assert!(status == 200 || r.headers()["content-type"] == "application/problem+json", "{file}");
+        if file.ends_with("presign.json") {
             let p = json_of(&r);
             assert_server_key(p["key"].as_str().unwrap(), "user-1", "jpg");
             assert_eq!(p["headers"]["Content-Length"], "482133");

@@ -21,7 +21,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Every method of the HTTP API, answered in every preflight: like API Gateway's CORS, the
 /// preflight speaks for the path, whichever function serves the actual method.
-pub const API_METHODS: &str = "GET,POST,PATCH,DELETE,OPTIONS";
+pub const API_METHODS: &str = "GET,POST,PUT,PATCH,DELETE,OPTIONS";
 
 /// An RFC 9457 problem. `kind` becomes the `type` member as `/problems/{kind}`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -186,6 +186,43 @@ pub fn cases(function: &str, base: &Value, bearer: &str) -> Vec<Case> {
         push("too large".into(), event(base, method, path, &base_headers, Some(&body)));
         let body = json!({"filename": "a.png", "contentType": "image/png", "size": -1}).to_string();
         push("negative size".into(), event(base, method, path, &base_headers, Some(&body)));
+
+        // PUT /users/me/avatar: keys that are tricks, another user's, never issued, or of a type
+        // that is no avatar; bodies with unknown fields or the wrong shape.
+        let id = "6f1c2b9e-4d3a-4b8e-9f21-0a5c7e3d1b42";
+        let record = "/users/me/avatar";
+        for key in [
+            format!("uploads/corpus-user/../user-1/{id}.png"),
+            format!("uploads/corpus-user/%2e%2e/user-1/{id}.png"),
+            format!("uploads/corpus-user%2F..%2Fuser-1/{id}.png"),
+            format!("uploads/corpus\\uff0duser/{id}.png"),
+            format!("uploads/corpus-user\\u2215{id}.png"),
+            format!("uploads/corpus-user/{id}.png\\u200b"),
+            format!("uploads/user-1/{id}.png"),
+            format!("uploads/corpus-user/{id}.png"),
+            format!("uploads/corpus-user/{id}.pdf"),
+            format!("avatars/corpus-user/{id}.png"),
+            "/etc/passwd".to_owned(),
+            String::new(),
+        ] {
+            // Escapes as JSON text, so the function decodes the unicode look-alikes itself.
+            let body = format!(r#"{{"key": "{key}"}}"#);
+            push(format!("record key {key:?}"), event(base, "PUT", record, &base_headers, Some(&body)));
+        }
+        for body in [
+            format!(r#"{{"key": "uploads/corpus-user/{id}.png", "url": "https://evil.example/a.png"}}"#),
+            r#"{"key": 1}"#.to_owned(),
+            r#"{"key": null}"#.to_owned(),
+            "{}".to_owned(),
+            r#"{"key": "uploads/corpus-user/"#.to_owned(),
+        ] {
+            push(format!("record body {body}"), event(base, "PUT", record, &base_headers, Some(&body)));
+        }
+        push("record without a token".into(), event(base, "PUT", record, &[json_ct], Some(r#"{"key": "x"}"#)));
+        for p in ["/users/..%2F..%2Fetc", "/users/%00", "/users/a%0D%0Ab", "/users/%E2%80%AEx", "/users/nobody-here"] {
+            push(format!("profile path {p}"), event(base, "GET", p, &[], None));
+        }
+        push("DELETE /users/me/avatar".into(), event(base, "DELETE", record, &base_headers, None));
     }
     if function == "stripe-webhook" {
         let body = r#"{"id":"evt_1","type":"payment_intent.succeeded","data":{"object":{}}}"#;

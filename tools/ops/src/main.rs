@@ -30,7 +30,8 @@ struct Cli {
 enum Command {
     /// Writes demo posts "1".."N" into POSTS_TABLE (every third one unpublished) and, when
     /// ORDERS_TABLE / SUBSCRIPTIONS_TABLE are set, the pending order `ord_demo_1` and the active
-    /// subscription `sub_demo_1` that events/stripe-webhook pays and cancels.
+    /// subscription `sub_demo_1` that events/stripe-webhook pays and cancels, and when UPLOADS_BUCKET
+    /// is set, the two uploads of user-1 that events/upload-presign records (a PNG, an HTML "PNG").
     Seed {
         #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=500))]
         count: u32,
@@ -97,6 +98,23 @@ fn sessions(command: &str) -> Sessions {
 fn fail(command: &str, e: impl std::fmt::Display) -> ! {
     eprintln!("ops {command}: {e}");
     std::process::exit(1);
+}
+
+/// Objects under user-1's upload prefix, as a browser would have PUT them with presigned URLs.
+fn demo_uploads() -> [(&'static str, &'static [u8]); 2] {
+    const PNG_1X1: &[u8] = &[
+        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00,
+        0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00,
+        0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0xDA, 0x63, 0x64, 0x60, 0xF8, 0x5F, 0x0F, 0x00, 0x02, 0x87, 0x01, 0x80,
+        0xEB, 0x47, 0xBA, 0x92, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+    ];
+    [
+        ("uploads/user-1/6f1c2b9e-4d3a-4b8e-9f21-0a5c7e3d1b42.png", PNG_1X1),
+        (
+            "uploads/user-1/0d6e8a4f-2c1b-4e7a-8b3c-5f9d1e2a7c60.png",
+            b"<!doctype html><html><body>not a png</body></html>",
+        ),
+    ]
 }
 
 /// Demo posts one hour apart, newest last; every third is a draft, which readers never see.
@@ -315,7 +333,7 @@ async fn main() {
             let table = exit_on_error(env.finish(table));
             let aws = AwsClients::new(&load_sdk_config().await, true);
             let repo_client = aws.dynamodb.clone();
-            let repo = PostsRepo::new(aws.dynamodb, table);
+            let repo = PostsRepo::new(aws.dynamodb.clone(), table);
             for post in demo_posts(count) {
                 if let Err(e) = repo.put(&post).await {
                     eprintln!("ops seed: {e}");
@@ -343,7 +361,33 @@ async fn main() {
                     std::process::exit(1);
                 }
             }
-            println!("{}", serde_json::json!({ "seeded": count, "table": repo.table(), "orders": orders }));
+            let mut uploads = 0;
+            if let Ok(bucket) = std::env::var("UPLOADS_BUCKET")
+                && !bucket.is_empty()
+            {
+                // The uploads events/upload-presign records: a real PNG, and an HTML file that was
+                // uploaded as image/png (refused with 422 and deleted).
+                for (key, body) in demo_uploads() {
+                    let put = aws
+                        .s3
+                        .put_object()
+                        .bucket(&bucket)
+                        .key(key)
+                        .content_type("image/png")
+                        .body(body.to_vec().into())
+                        .send()
+                        .await;
+                    if let Err(e) = put {
+                        eprintln!("ops seed: {}", aws_sdk_s3::error::DisplayErrorContext(&e));
+                        std::process::exit(1);
+                    }
+                    uploads += 1;
+                }
+            }
+            println!(
+                "{}",
+                serde_json::json!({ "seeded": count, "table": repo.table(), "orders": orders, "uploads": uploads })
+            );
         }
         Command::Session { user_id } => match sessions("session").start(&user_id).await {
             Ok(session) => println!(

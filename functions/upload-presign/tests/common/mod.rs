@@ -10,6 +10,7 @@ use std::future::Future;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -22,6 +23,28 @@ use upload_presign::handler::State;
 use upload_presign::settings::Settings;
 
 pub const SECRET: &str = "test-only-jwt-secret-0123456789abcdef";
+pub const ACCESS_KEY: &str = "AKIAS3SFSTEST";
+pub const SECRET_KEY: &str = "s3s-fs-test-secret-0123456789";
+pub const BUCKET: &str = "uploads";
+/// A trace header as Lambda sets it in `_X_AMZN_TRACE_ID`.
+pub const TRACE_ID: &str = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+
+/// The environment Lambda gives a function, where the SDK behaves differently: with
+/// `AWS_LAMBDA_FUNCTION_NAME` and `_X_AMZN_TRACE_ID` set, its recursion-detection interceptor adds
+/// an (unsigned) `X-Amzn-Trace-Id` to every request, presigned ones included. Every test that
+/// cares about headers calls this first, before it builds a client or starts a thread.
+pub fn lambda_environment() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: called at the start of a test, before this test starts threads or builds SDK
+        // clients; `make test` runs tests under nextest, one process per test, so no other test's
+        // threads read the environment meanwhile. The values are the same in every call.
+        unsafe {
+            std::env::set_var("AWS_LAMBDA_FUNCTION_NAME", "upload-presign");
+            std::env::set_var("_X_AMZN_TRACE_ID", TRACE_ID);
+        }
+    });
+}
 
 pub struct Fixture {
     pub state: State,
@@ -37,6 +60,7 @@ impl Fixture {
     /// browser origin: in the function's ALLOWED_ORIGINS *and* in the bucket's CORS rules (the
     /// template's `AllowedOrigins` parameter feeds both).
     pub async fn new(origin: &str) -> Self {
+        lambda_environment();
         let provisioned = provision_for_origin(origin);
         let env = provisioned["functions"]["upload-presign"]
             .as_object()
@@ -81,6 +105,42 @@ impl Fixture {
         upload_presign::handler::handle(&self.state, b.body(Body::Text(body.to_string())).expect("request")).await
     }
 }
+
+impl Fixture {
+    /// `PUT /users/me/avatar` with `body`, as `user`.
+    pub async fn record(&self, user: Option<&str>, body: Value) -> Response<Body> {
+        record_with(&self.state, user.map(|u| self.bearer(u)), body).await
+    }
+
+    /// `GET /users/{id}`.
+    pub async fn profile(&self, id: &str) -> Response<Body> {
+        profile_with(&self.state, id).await
+    }
+}
+
+/// `PUT /users/me/avatar` through the handler over `state`.
+pub async fn record_with(state: &State, bearer: Option<String>, body: Value) -> Response<Body> {
+    let mut b =
+        http::Request::builder().method("PUT").uri("/users/me/avatar").header("content-type", "application/json");
+    if let Some(bearer) = bearer {
+        b = b.header("authorization", bearer);
+    }
+    upload_presign::handler::handle(state, b.body(Body::Text(body.to_string())).expect("request")).await
+}
+
+/// `GET /users/{id}` through the handler over `state`.
+pub async fn profile_with(state: &State, id: &str) -> Response<Body> {
+    let req = http::Request::builder().method("GET").uri(format!("/users/{id}")).body(Body::Empty).expect("request");
+    upload_presign::handler::handle(state, req).await
+}
+
+/// A valid 1×1 PNG (a browser decodes it).
+pub const PNG_1X1: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49,
+    0x44, 0x41, 0x54, 0x78, 0xDA, 0x63, 0x64, 0x60, 0xF8, 0x5F, 0x0F, 0x00, 0x02, 0x87, 0x01, 0x80, 0xEB, 0x47, 0xBA,
+    0x92, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+];
 
 /// `scripts/provision.py` with the `AllowedOrigins` parameter set, which `testkit::provision`
 /// does not pass (it only overrides function variables), so that the bucket's CORS rules hold
@@ -192,5 +252,53 @@ impl HttpServer {
             }
         });
         Self { port, task }
+    }
+}
+
+/// s3s-fs over a temporary directory, with SigV4 authentication; stopped when dropped.
+pub struct S3sServer {
+    pub endpoint: String,
+    task: tokio::task::JoinHandle<()>,
+    _root: tempfile::TempDir,
+}
+
+impl Drop for S3sServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl S3sServer {
+    pub async fn start() -> Self {
+        let root = tempfile::tempdir().expect("temp dir");
+        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs root");
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let service = builder.build();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let endpoint = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { endpoint, task, _root: root }
+    }
+
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "s3s-test"))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
     }
 }
