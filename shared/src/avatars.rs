@@ -27,16 +27,15 @@
 //! stops being reachable when its URL expires.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::error::DisplayErrorContext;
-use aws_sdk_s3::presigning::PresigningConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::config::EnvReader;
 use crate::posts::timestamp_now;
-use crate::storage::{KEY_PREFIX, UploadSettings, UploadType, presigning_client};
+use crate::storage::{KEY_PREFIX, UploadSettings, UploadType, presigning_client, presigning_config};
 use crate::tokens::UserId;
 
 /// Where recorded avatars live; the bucket's lifecycle rule expires only [`KEY_PREFIX`].
@@ -476,13 +475,7 @@ impl Avatars {
     }
 
     async fn avatar_view(&self, avatar: &Avatar) -> Result<AvatarView, AvatarError> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let start = UNIX_EPOCH + Duration::from_secs(now);
-        let config = PresigningConfig::builder()
-            .start_time(start)
-            .expires_in(self.settings.url_ttl)
-            .build()
-            .map_err(|e| AvatarError::Presign(e.to_string()))?;
+        let (config, start) = presigning_config(self.settings.url_ttl).map_err(AvatarError::Presign)?;
         let presigned = self
             .presigner
             .get_object()

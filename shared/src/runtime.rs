@@ -8,7 +8,10 @@
 //! runs on it either way (the Redis store and the SDKs are asynchronous, with timeouts), so a
 //! slow dependency stalls only the invocation that waits for it.
 
+use std::convert::Infallible;
 use std::future::Future;
+
+use lambda_http::{Body, Request, Response};
 
 /// How many invocations Lambda may run at once in this process (1 unless set above 1).
 pub fn max_concurrency() -> usize {
@@ -28,6 +31,23 @@ where
         tokio::runtime::Builder::new_current_thread()
     };
     builder.enable_all().build()?.block_on(main)
+}
+
+/// Serves API Gateway / Function URL requests with `handle` over `state` (built once, in `main`).
+/// A handler answers every request itself, refusals included (problem+json), so the service
+/// never fails an invocation.
+pub async fn serve_http<'a, S, F, Fut>(state: &'a S, handle: F) -> Result<(), lambda_http::Error>
+where
+    S: Sync,
+    F: Fn(&'a S, Request) -> Fut,
+    Fut: Future<Output = Response<Body>> + Send + 'a,
+{
+    let handle = &handle;
+    lambda_http::run(lambda_http::service_fn(move |req: Request| {
+        let answer = handle(state, req);
+        async move { Ok::<_, Infallible>(answer.await) }
+    }))
+    .await
 }
 
 #[cfg(test)]

@@ -222,6 +222,15 @@ pub fn display_filename(raw: &str) -> String {
 /// another size, another type, or an overwrite.
 pub const REQUIRED_SIGNED_HEADERS: [&str; 3] = ["content-length", "content-type", "if-none-match"];
 
+/// A presigning window of `ttl` starting now, in whole seconds (as X-Amz-Date is), so that an
+/// expiry computed from the returned start is exactly when S3 starts refusing the URL.
+pub(crate) fn presigning_config(ttl: Duration) -> Result<(PresigningConfig, SystemTime), String> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let start = UNIX_EPOCH + Duration::from_secs(now);
+    let config = PresigningConfig::builder().start_time(start).expires_in(ttl).build().map_err(|e| e.to_string())?;
+    Ok((config, start))
+}
+
 /// A client for presigning: `s3`'s configuration with request checksums only when an operation
 /// requires them. Since aws-sdk-s3 1.69 the default (`WhenSupported`) computes a CRC32 of the
 /// request body; a presigned request has no body yet, so a checksum in the URL would be the empty
@@ -280,14 +289,7 @@ impl Uploads {
     /// Presigns a PUT of exactly `plan.size` bytes of `plan.content_type` to `plan.key`, valid for
     /// the configured TTL from now. Signing is local: no request reaches S3.
     pub async fn presign(&self, plan: UploadPlan) -> Result<PresignedUpload, PresignError> {
-        // Whole seconds, as in X-Amz-Date, so `expiresAt` is exactly when S3 starts refusing.
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let start = UNIX_EPOCH + Duration::from_secs(now);
-        let config = PresigningConfig::builder()
-            .start_time(start)
-            .expires_in(self.settings.url_ttl)
-            .build()
-            .map_err(|e| PresignError(e.to_string()))?;
+        let (config, start) = presigning_config(self.settings.url_ttl).map_err(PresignError)?;
         let length = i64::try_from(plan.size).map_err(|_| PresignError("size does not fit an i64".into()))?;
         let presigned = self
             .s3

@@ -1,8 +1,5 @@
 //! Lambda entry point: build everything once, then serve invocations.
 
-use std::convert::Infallible;
-
-use lambda_http::{Request, service_fn};
 use shared::clients::{AwsClients, load_sdk_config};
 use shared::config::{EnvReader, exit_on_error};
 use upload_presign::handler::{State, handle};
@@ -15,8 +12,6 @@ fn main() -> Result<(), lambda_http::Error> {
         let settings = exit_on_error(Settings::from_env(EnvReader::from_env()));
         let aws = AwsClients::new(&load_sdk_config().await, settings.uploads.force_path_style);
         let state = State::new(&settings, &aws);
-        let state = &state;
-        lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Infallible>(handle(state, req).await) }))
-            .await
+        shared::runtime::serve_http(&state, handle).await
     })
 }

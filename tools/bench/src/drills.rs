@@ -100,7 +100,8 @@ pub async fn redis_down_posts_read(bin_dir: &Path, env: &[(String, String)], eve
     DrillResult { markdown, summary, passed }
 }
 
-fn refresh_event(base: &Value, token: &str) -> Value {
+/// A refresh event carrying `token` in the body.
+pub(crate) fn refresh_event(base: &Value, token: &str) -> Value {
     let mut e = base.clone();
     e["body"] = Value::String(json!({ "refreshToken": token }).to_string());
     e

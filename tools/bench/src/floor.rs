@@ -67,10 +67,6 @@ impl Events {
     }
 }
 
-fn ok(inv: &lambda_harness::Invocation) -> bool {
-    !inv.is_error && inv.status_code().is_none_or(|s| (200..300).contains(&s))
-}
-
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     percentile(&v, 50.0)
@@ -102,7 +98,12 @@ pub async fn measure(
         inits.push(f.wait_ready(TIMEOUT).await.expect("init"));
         let inv = f.invoke(&event, TIMEOUT).await.expect("first invocation");
         firsts.push(f.spawned_at().elapsed());
-        assert!(ok(&inv), "{label}: first invocation {:?} {:?}", inv.status_code(), inv.error_summary());
+        assert!(
+            crate::perf::succeeded(&inv),
+            "{label}: first invocation {:?} {:?}",
+            inv.status_code(),
+            inv.error_summary()
+        );
         rss.push(f.stop().await.peak_rss_bytes.unwrap_or(0));
     }
     rss.sort();
@@ -125,7 +126,7 @@ pub async fn measure(
     let mut event = events.first();
     let step = async |event: &mut Value| {
         let inv = f.invoke(event, TIMEOUT).await.expect("invoke");
-        assert!(ok(&inv), "{label}: {:?} {:?}", inv.status_code(), inv.error_summary());
+        assert!(crate::perf::succeeded(&inv), "{label}: {:?} {:?}", inv.status_code(), inv.error_summary());
         if let Some(next) = events.next {
             *event = next(event, &inv.json().unwrap_or(Value::Null));
         }
@@ -251,17 +252,10 @@ pub fn markdown(floor: &Row, raw: &RawRedis, rows: &[Row]) -> String {
     md
 }
 
-/// A refresh event carrying `token` in the body.
-fn refresh_with(base: &Value, token: &str) -> Value {
-    let mut e = base.clone();
-    e["body"] = Value::String(json!({ "refreshToken": token }).to_string());
-    e
-}
-
 /// The next refresh: the token the previous answer rotated to.
 fn next_refresh(event: &Value, answer: &Value) -> Value {
     let body: Value = answer["body"].as_str().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
-    refresh_with(event, body["refreshToken"].as_str().unwrap_or_default())
+    crate::drills::refresh_event(event, body["refreshToken"].as_str().unwrap_or_default())
 }
 
 /// The "Against the floor" section of BENCHMARKS.md: the floor, a raw GET and each function's
@@ -315,7 +309,7 @@ pub async fn section(bin_dir: &Path, env: &[(String, String)], events: &Path, re
                 .expect("ops session");
             assert!(out.status.success(), "ops session: {}", String::from_utf8_lossy(&out.stderr));
             let v: Value = serde_json::from_slice(&out.stdout).expect("ops session JSON");
-            refresh_with(&base, v["refreshToken"].as_str().expect("refreshToken"))
+            crate::drills::refresh_event(&base, v["refreshToken"].as_str().expect("refreshToken"))
         }),
         next: Some(next_refresh),
     };

@@ -51,7 +51,7 @@ struct ColdStats {
 }
 
 /// A 2xx proxy response, or a non-HTTP function's answer that is not a function error.
-fn succeeded(inv: &lambda_harness::Invocation) -> bool {
+pub(crate) fn succeeded(inv: &lambda_harness::Invocation) -> bool {
     !inv.is_error && inv.status_code().is_none_or(|s| (200..300).contains(&s))
 }
 
@@ -130,19 +130,6 @@ async fn fresh_records(bin: &Path, env: &[(String, String)], events: &Path, n: u
     latencies.sort();
     f.stop().await;
     latencies
-}
-
-fn raw_redis_gets(url: &str, key: &str, n: usize) -> Vec<Duration> {
-    let mut conn = redis::Client::open(url).expect("redis url").get_connection().expect("redis connection");
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n + 50 {
-        let start = Instant::now();
-        let _: Option<String> = redis::cmd("GET").arg(key).query(&mut conn).expect("GET");
-        out.push(start.elapsed());
-    }
-    out.drain(..50);
-    out.sort();
-    out
 }
 
 /// 20 separate processes, all cold, all asked for one uncached post at once.
@@ -266,7 +253,7 @@ pub async fn run(args: &Args) {
     let bin = args.bin_dir.join("posts-read");
     let hit = read_event(&args.events, "posts-read/get-hit.json");
     let (warm, _) = warm_latencies(&bin, &env, &hit, args.warm_invocations).await;
-    let raw = raw_redis_gets(&redis_url, "post:1", args.warm_invocations);
+    let raw = crate::floor::raw_redis(&redis_url, "post:1", args.warm_invocations);
     md.push_str("## posts-read cache hit next to a raw Redis GET\n\n| measure | p50 | p99 |\n| --- | --- | --- |\n");
     md.push_str(&format!(
         "| `GET /posts/1` through posts-read, cache hit | {} | {} |\n",
@@ -275,8 +262,8 @@ pub async fn run(args: &Args) {
     ));
     md.push_str(&format!(
         "| one raw Redis `GET post:1` on the same server (sync client, same host) | {} | {} |\n\n",
-        ms(percentile(&raw, 50.0)),
-        ms(percentile(&raw, 99.0))
+        ms(raw.p50),
+        ms(raw.p99)
     ));
 
     md.push_str(&stripe_verification_throughput());
