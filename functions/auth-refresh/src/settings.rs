@@ -1,10 +1,10 @@
 //! auth-refresh configuration, from the environment. One error names every bad variable.
 
-use shared::api::Cors;
+use shared::auth::RefreshSettings;
+use shared::auth::access::AccessTokenSettings;
 use shared::clients::RedisSettings;
 use shared::config::{ConfigError, EnvReader};
-use shared::tokens::RefreshSettings;
-use shared::tokens::access::AccessTokenSettings;
+use shared::http::Cors;
 
 #[derive(Clone, Debug)]
 pub struct Settings {

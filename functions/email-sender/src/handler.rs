@@ -25,8 +25,8 @@ use futures::StreamExt;
 use shared::clients::AwsClients;
 use shared::deadline::Deadline;
 use shared::email::transport::{self, SendOptions, Transport};
+use shared::email::{EmailAddress, EmailJob};
 use shared::email::{FailureKind, Templates};
-use shared::email_jobs::{EmailAddress, EmailJob};
 use shared::idempotency::{Claim, IdempotencyStore};
 
 use crate::settings::Settings;

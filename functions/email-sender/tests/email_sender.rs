@@ -13,10 +13,11 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use common::*;
 use email_sender::handler::{State, handle};
 use futures::future::BoxFuture;
+use shared::clock::now_ms;
 use shared::deadline::Deadline;
 use shared::email::transport::{SendOptions, Sent, Transport, TransportError};
 use shared::email::{EmailMessage, FailureKind};
-use shared::idempotency::{Claim, now_ms};
+use shared::idempotency::Claim;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -306,7 +307,7 @@ async fn a_key_held_by_a_live_invocation_is_retried_later_not_sent() {
     let recorder = Arc::new(Recorder::default());
     let state = State::with_transport(&f.settings(&[]), &f.aws, recorder.clone()).unwrap();
     let event = batch(1, &f.queue_arn);
-    let job = shared::email_jobs::EmailJob::from_json(event.records[0].body.as_deref().unwrap()).unwrap();
+    let job = shared::email::EmailJob::from_json(event.records[0].body.as_deref().unwrap()).unwrap();
     let key = format!("email:{}", job.idempotency_key);
     // Another invocation holds the key for the next minute.
     assert!(matches!(state.idempotency.claim(&key, now_ms() + 60_000).await.unwrap(), Claim::Acquired(_)));

@@ -10,9 +10,9 @@ use common::*;
 use email_sender::handler::handle;
 use lambda_http::Body;
 use serde_json::json;
+use shared::clock::timestamp_now;
 use shared::deadline::Deadline;
-use shared::orders::{Order, OrderId, OrderItem, OrderStatus};
-use shared::posts::timestamp_now;
+use shared::payments::{Order, OrderId, OrderItem, OrderStatus};
 
 const STRIPE_SECRET: &str = "whsec_test_only_email_sender_e2e_0123456789";
 
@@ -50,7 +50,7 @@ async fn a_paid_order_gets_one_confirmation_email() {
         .method("POST")
         .uri("/")
         .header("content-type", "application/json")
-        .header("stripe-signature", shared::stripe::sign_header(STRIPE_SECRET, now, body.as_bytes()))
+        .header("stripe-signature", shared::payments::sign_header(STRIPE_SECRET, now, body.as_bytes()))
         .body(Body::Text(body))
         .unwrap();
     let response = stripe_webhook::handler::handle(&webhook, request).await;

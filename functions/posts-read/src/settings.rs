@@ -1,10 +1,10 @@
 //! posts-read configuration, from the environment.
 
-use shared::api::Cors;
 use shared::cache::CacheSettings;
 use shared::clients::RedisSettings;
 use shared::config::{ConfigError, EnvReader};
-use shared::post_cursor::Cursors;
+use shared::http::Cors;
+use shared::posts::Cursors;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -22,7 +22,7 @@ impl Settings {
             redis: RedisSettings::from_env(&mut env),
             cache: CacheSettings::from_env(&mut env),
             cursors: Cursors::from_env(&mut env),
-            cors: Cors::from_env(&mut env, shared::api::API_METHODS),
+            cors: Cors::from_env(&mut env, shared::http::API_METHODS),
         };
         env.finish(settings)
     }

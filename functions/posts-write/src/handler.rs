@@ -4,14 +4,14 @@ use std::sync::Arc;
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
-use shared::api::{self, Cors, Problem};
+use shared::auth::{AccessTokens, UserId};
 use shared::cache::Cache;
-use shared::cached_posts::CachedPosts;
 use shared::clients::{AwsClients, RedisStore, RedisStoreError};
 use shared::deadline::Deadline;
-use shared::post_writes::{NewPost, PostWriter, parse_changes};
+use shared::http::{self, Cors, Problem};
+use shared::posts::CachedPosts;
+use shared::posts::{NewPost, PostWriter, parse_changes};
 use shared::posts::{Post, PostId, PostsRepo};
-use shared::tokens::{AccessTokens, UserId};
 
 use crate::settings::Settings;
 
@@ -44,11 +44,11 @@ impl State {
 }
 
 pub async fn handle(state: &State, req: Request) -> Response<Body> {
-    api::respond(&state.cors, req, |req| route(state, req)).await
+    http::respond(&state.cors, req, |req| route(state, req)).await
 }
 
 async fn route(state: &State, req: Request) -> Result<Response<Body>, Problem> {
-    let segments = api::path_segments(&req);
+    let segments = http::path_segments(&req);
     let method = req.method().clone();
     match (segments.as_slice(), method) {
         ([.., "posts", id], Method::PATCH) => update(state, &req, id).await,
@@ -63,8 +63,8 @@ async fn route(state: &State, req: Request) -> Result<Response<Body>, Problem> {
 /// The authenticated author. Authentication comes before any look at the body or the id, so
 /// an anonymous caller learns nothing about either.
 fn author(state: &State, req: &Request) -> Result<UserId, Problem> {
-    let claims = api::authenticate(&state.tokens, req)?;
-    claims.user_id().map_err(|_| api::unauthorized("invalid_token", "the access token is invalid"))
+    let claims = http::authenticate(&state.tokens, req)?;
+    claims.user_id().map_err(|_| http::unauthorized("invalid_token", "the access token is invalid"))
 }
 
 /// `If-Match: "7"` → `Some(7)`; absent or `*` → `None`.
@@ -101,10 +101,10 @@ fn with_etag(mut response: Response<Body>, post: &Post) -> Response<Body> {
 
 async fn create(state: &State, req: &Request) -> Result<Response<Body>, Problem> {
     let author = author(state, req)?;
-    let body: serde_json::Value = api::json_body(req, MAX_BODY_BYTES)?;
+    let body: serde_json::Value = http::json_body(req, MAX_BODY_BYTES)?;
     let new = NewPost::parse(&body)?;
     let post = state.writer.create(&author, new, deadline(req)).await?;
-    let mut response = with_etag(api::json(StatusCode::CREATED, &post), &post);
+    let mut response = with_etag(http::json(StatusCode::CREATED, &post), &post);
     if let Ok(location) = HeaderValue::from_str(&format!("/posts/{}", post.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -115,10 +115,10 @@ async fn update(state: &State, req: &Request, raw_id: &str) -> Result<Response<B
     let author = author(state, req)?;
     let id = PostId::parse(raw_id)?;
     let expected = if_match(req)?;
-    let body: serde_json::Value = api::json_body(req, MAX_BODY_BYTES)?;
+    let body: serde_json::Value = http::json_body(req, MAX_BODY_BYTES)?;
     let changes = parse_changes(&body)?;
     let post = state.writer.update(&author, &id, expected, &changes, deadline(req)).await?;
-    Ok(with_etag(api::json(StatusCode::OK, &post), &post))
+    Ok(with_etag(http::json(StatusCode::OK, &post), &post))
 }
 
 async fn delete(state: &State, req: &Request, raw_id: &str) -> Result<Response<Body>, Problem> {
@@ -126,5 +126,5 @@ async fn delete(state: &State, req: &Request, raw_id: &str) -> Result<Response<B
     let id = PostId::parse(raw_id)?;
     let expected = if_match(req)?;
     state.writer.delete(&author, &id, expected, deadline(req)).await?;
-    Ok(api::empty(StatusCode::NO_CONTENT))
+    Ok(http::empty(StatusCode::NO_CONTENT))
 }

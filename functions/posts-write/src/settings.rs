@@ -1,10 +1,10 @@
 //! posts-write configuration, from the environment.
 
-use shared::api::Cors;
+use shared::auth::access::AccessTokenSettings;
 use shared::cache::CacheSettings;
 use shared::clients::RedisSettings;
 use shared::config::{ConfigError, EnvReader};
-use shared::tokens::access::AccessTokenSettings;
+use shared::http::Cors;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -23,9 +23,9 @@ impl Settings {
             posts_table: env.required("POSTS_TABLE", "the DynamoDB posts table name"),
             redis: RedisSettings::from_env(&mut env),
             cache: CacheSettings::from_env(&mut env),
-            cors: Cors::from_env(&mut env, shared::api::API_METHODS),
+            cors: Cors::from_env(&mut env, shared::http::API_METHODS),
             access_tokens: AccessTokenSettings::from_env(&mut env),
-            index_wait: shared::post_writes::index_wait_from_env(&mut env),
+            index_wait: shared::posts::index_wait_from_env(&mut env),
         };
         env.finish(settings)
     }

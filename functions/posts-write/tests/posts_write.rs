@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
+use shared::auth::{AccessTokens, UserId};
 use shared::cache::{Cache, CacheSettings, CacheStatus};
-use shared::cached_posts::{CachedPosts, LIST_GENERATION_KEY, POST_TTLS, post_key};
 use shared::clients::{RedisSettings, RedisStore};
+use shared::clock::timestamp_now;
 use shared::config::EnvReader;
 use shared::deadline::Deadline;
-use shared::posts::{Post, PostId, PostsRepo, timestamp_now};
-use shared::tokens::{AccessTokens, UserId};
+use shared::posts::{CachedPosts, LIST_GENERATION_KEY, POST_TTLS, post_key};
+use shared::posts::{Post, PostId, PostsRepo};
 use testkit::{Provisioned, RedisServer};
 
 const SECRET: &str = "test-only-jwt-secret-0123456789abcdef";
@@ -176,7 +177,7 @@ async fn bad_input_gets_precise_problems() {
             "POST",
             "/posts",
             Some("u"),
-            Some(json!({"title": "t", "body": "x".repeat(shared::post_writes::BODY_MAX_BYTES + 1)})),
+            Some(json!({"title": "t", "body": "x".repeat(shared::posts::BODY_MAX_BYTES + 1)})),
         )
         .await;
     assert_eq!(r.status(), 400, "over 50 KB of body text is a field error");

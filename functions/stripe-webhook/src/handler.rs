@@ -19,13 +19,14 @@ use std::time::Duration;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
-use shared::api::{self, Problem};
 use shared::clients::AwsClients;
+use shared::clock::now_ms;
 use shared::deadline::Deadline;
-use shared::email_jobs::{EmailAddress, EmailJob, EmailQueue, LineItem, OrderConfirmation};
-use shared::idempotency::{Claim, IdempotencyStore, now_ms};
-use shared::orders::{CancelSubscription, MarkPaid, Order, OrderId, OrdersRepo, Payment, SubscriptionsRepo};
-use shared::stripe::{Event, Handled, PaymentIntent, SIGNATURE_HEADER, SignatureError, Subscription, Verifier};
+use shared::email::{EmailAddress, EmailJob, EmailQueue, LineItem, OrderConfirmation};
+use shared::http::{self, Problem};
+use shared::idempotency::{Claim, IdempotencyStore};
+use shared::payments::{CancelSubscription, MarkPaid, Order, OrderId, OrdersRepo, Payment, SubscriptionsRepo};
+use shared::payments::{Event, Handled, PaymentIntent, SIGNATURE_HEADER, SignatureError, Subscription, Verifier};
 
 use crate::settings::Settings;
 
@@ -62,14 +63,14 @@ pub async fn handle(state: &State, req: Request) -> Response<Body> {
 
 fn received(duplicate: bool) -> Response<Body> {
     let body = if duplicate { json!({"received": true, "duplicate": true}) } else { json!({"received": true}) };
-    api::json(StatusCode::OK, &body)
+    http::json(StatusCode::OK, &body)
 }
 
 async fn deliver(state: &State, req: &Request) -> Result<Response<Body>, Problem> {
     if req.method() != Method::POST {
         return Err(Problem::method_not_allowed("POST"));
     }
-    let body = api::body_bytes(req);
+    let body = http::body_bytes(req);
     if body.len() > MAX_BODY_BYTES {
         return Err(Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -2,7 +2,7 @@
 
 use shared::config::{ConfigError, EnvReader};
 use shared::idempotency::IdempotencySettings;
-use shared::stripe::VerifierSettings;
+use shared::payments::VerifierSettings;
 
 #[derive(Clone, Debug)]
 pub struct Settings {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use lambda_harness::{Function, Invocation, SpawnOptions};
 use serde_json::{Value, json};
-use shared::orders::OrderStatus;
+use shared::payments::OrderStatus;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_stripe-webhook");
 const INSTANCES: usize = 20;

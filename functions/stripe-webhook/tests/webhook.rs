@@ -6,8 +6,9 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use shared::idempotency::{Claim, now_ms};
-use shared::orders::OrderStatus;
+use shared::clock::now_ms;
+use shared::idempotency::Claim;
+use shared::payments::OrderStatus;
 use stripe_webhook::handler::{MAX_BODY_BYTES, handle};
 
 #[tokio::test]
@@ -53,8 +54,8 @@ async fn refusals_are_precise_and_touch_nothing() {
     let body = payment_event("evt_refused", "ord_refused", 100);
     let good = signature(&body);
     let v1 = good.split("v1=").nth(1).unwrap().to_owned();
-    let stale = shared::stripe::sign_header(SECRET, now() - 301, body.as_bytes());
-    let other_secret = shared::stripe::sign_header("whsec_someone_else", now(), body.as_bytes());
+    let stale = shared::payments::sign_header(SECRET, now() - 301, body.as_bytes());
+    let other_secret = shared::payments::sign_header("whsec_someone_else", now(), body.as_bytes());
 
     let cases: Vec<(Option<String>, &str, u16)> = vec![
         (None, "/problems/missing-signature", 400),
@@ -248,8 +249,8 @@ async fn during_a_secret_roll_either_secret_is_accepted() {
     let f = fixture().await;
     let state = f.state_with(&[("STRIPE_WEBHOOK_SECRET", &format!("whsec_new_secret_0001,{SECRET}"))]).await;
     let body = json!({"id": "evt_roll", "type": "customer.created", "data": {"object": {}}}).to_string();
-    let old = shared::stripe::sign_header(SECRET, now(), body.as_bytes());
-    let new = shared::stripe::sign_header("whsec_new_secret_0001", now(), body.as_bytes());
+    let old = shared::payments::sign_header(SECRET, now(), body.as_bytes());
+    let new = shared::payments::sign_header("whsec_new_secret_0001", now(), body.as_bytes());
     let both = format!("{new},v1={}", old.split("v1=").nth(1).unwrap());
     for header in [old, new, both] {
         assert_eq!(handle(&state, request(&body, Some(&header))).await.status(), 200, "{header}");

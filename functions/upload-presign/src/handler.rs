@@ -2,11 +2,11 @@
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use shared::api::{self, Cors, Problem};
-use shared::avatars::{Avatars, RecordRequest};
+use shared::auth::{AccessTokens, UserId};
 use shared::clients::AwsClients;
-use shared::storage::{UploadRequest, Uploads};
-use shared::tokens::{AccessTokens, UserId};
+use shared::http::{self, Cors, Problem};
+use shared::uploads::{Avatars, RecordRequest};
+use shared::uploads::{UploadRequest, Uploads};
 
 use crate::settings::Settings;
 
@@ -38,11 +38,11 @@ impl State {
 }
 
 pub async fn handle(state: &State, req: Request) -> Response<Body> {
-    api::respond(&state.cors, req, |req| route(state, req)).await
+    http::respond(&state.cors, req, |req| route(state, req)).await
 }
 
 async fn route(state: &State, req: Request) -> Result<Response<Body>, Problem> {
-    let segments = api::path_segments(&req);
+    let segments = http::path_segments(&req);
     match (segments.as_slice(), req.method()) {
         ([.., "uploads"], &Method::POST) => create(state, &req).await,
         ([.., "uploads"], _) => Err(Problem::method_not_allowed("POST, OPTIONS")),
@@ -57,8 +57,8 @@ async fn route(state: &State, req: Request) -> Result<Response<Body>, Problem> {
 /// Authentication comes before any look at the body, so an anonymous caller learns nothing
 /// about the limits.
 fn user(state: &State, req: &Request) -> Result<UserId, Problem> {
-    let claims = api::authenticate(&state.tokens, req)?;
-    claims.user_id().map_err(|_| api::unauthorized("invalid_token", "the access token is invalid"))
+    let claims = http::authenticate(&state.tokens, req)?;
+    claims.user_id().map_err(|_| http::unauthorized("invalid_token", "the access token is invalid"))
 }
 
 fn no_store(mut response: Response<Body>) -> Response<Body> {
@@ -69,19 +69,19 @@ fn no_store(mut response: Response<Body>) -> Response<Body> {
 
 async fn create(state: &State, req: &Request) -> Result<Response<Body>, Problem> {
     let user = user(state, req)?;
-    let body: UploadRequest = api::json_body(req, MAX_BODY_BYTES)?;
+    let body: UploadRequest = http::json_body(req, MAX_BODY_BYTES)?;
     let plan = state.uploads.plan(&user, &body)?;
     let upload = state.uploads.presign(plan).await?;
     tracing::info!(user = %user, key = %upload.key, filename = %upload.filename, "upload presigned");
-    Ok(no_store(api::json(StatusCode::OK, &upload)))
+    Ok(no_store(http::json(StatusCode::OK, &upload)))
 }
 
 /// `PUT /users/me/avatar` `{"key"}`: 200 with the caller's profile.
 async fn record(state: &State, req: &Request) -> Result<Response<Body>, Problem> {
     let user = user(state, req)?;
-    let body: RecordRequest = api::json_body(req, MAX_BODY_BYTES)?;
+    let body: RecordRequest = http::json_body(req, MAX_BODY_BYTES)?;
     let profile = state.avatars.record(&user, &body.key).await?;
-    Ok(no_store(api::json(StatusCode::OK, &profile)))
+    Ok(no_store(http::json(StatusCode::OK, &profile)))
 }
 
 /// `GET /users/{id}`: the public profile, anonymous.
@@ -89,7 +89,7 @@ async fn profile(state: &State, raw_id: &str) -> Result<Response<Body>, Problem>
     let id =
         UserId::parse(raw_id).map_err(|e| Problem::bad_request("invalid-user-id", "Invalid user id", e.to_string()))?;
     match state.avatars.profile(&id).await? {
-        Some(profile) => Ok(no_store(api::json(StatusCode::OK, &profile))),
+        Some(profile) => Ok(no_store(http::json(StatusCode::OK, &profile))),
         None => Err(Problem::not_found("no such user")),
     }
 }

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use common::{BUCKET, PNG_1X1, S3sServer, json_of, profile_with, put, record_with};
 use lambda_http::Body;
 use serde_json::{Value, json};
+use shared::auth::{AccessTokens, UserId};
 use shared::clients::AwsClients;
-use shared::tokens::{AccessTokens, UserId};
 use upload_presign::handler::State;
 use upload_presign::settings::Settings;
 

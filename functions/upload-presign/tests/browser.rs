@@ -206,7 +206,7 @@ async fn chromium_uploads_through_the_api_and_the_bucket_cors() {
                 match req.uri().path() {
                     "/" => html(upload),
                     "/blocked" => html(blocked),
-                    _ => shared::api::Problem::not_found("no such page").to_response(),
+                    _ => shared::http::Problem::not_found("no such page").to_response(),
                 }
             }
         })
@@ -228,7 +228,7 @@ async fn chromium_uploads_through_the_api_and_the_bucket_cors() {
         .await
     };
     let api = format!("http://127.0.0.1:{}", api_server.port);
-    let token = f.tokens.mint(&shared::tokens::UserId::parse("browser-user").unwrap()).unwrap();
+    let token = f.tokens.mint(&shared::auth::UserId::parse("browser-user").unwrap()).unwrap();
 
     // A valid presigned URL for the blocked page to try from the wrong origin.
     let for_blocked = common::json_of(

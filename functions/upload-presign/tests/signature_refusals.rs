@@ -2,7 +2,7 @@
 //! embedded and served on a free loopback port with credentials. moto does not check presigned
 //! signatures, expiry or signed headers, so these cannot run there.
 //!
-//! A URL from `shared::storage` uploads exactly the signed file; a body of another size, another
+//! A URL from `shared::uploads` uploads exactly the signed file; a body of another size, another
 //! content type, a changed key, a tampered signature and an expired URL each get 403, and leave
 //! nothing in the bucket.
 
@@ -13,8 +13,8 @@ use std::time::Duration;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use common::{ACCESS_KEY, BUCKET, S3sServer, assert_server_key, put};
 use serde_json::Value;
-use shared::storage::{DEFAULT_ALLOWED_TYPES, UploadRequest, UploadSettings, Uploads};
-use shared::tokens::UserId;
+use shared::auth::UserId;
+use shared::uploads::{DEFAULT_ALLOWED_TYPES, UploadRequest, UploadSettings, Uploads};
 
 struct Setup {
     server: S3sServer,
@@ -35,7 +35,7 @@ impl Setup {
             bucket: BUCKET.into(),
             allowed_types: DEFAULT_ALLOWED_TYPES
                 .iter()
-                .map(|t| shared::storage::UploadType::known(t).unwrap())
+                .map(|t| shared::uploads::UploadType::known(t).unwrap())
                 .collect(),
             max_bytes: 5 * 1024 * 1024,
             url_ttl: ttl,
@@ -195,12 +195,12 @@ async fn the_answer_lists_exactly_the_signed_headers_under_lambda() {
         .unwrap();
     let trace = raw.headers().find(|(n, _)| n.eq_ignore_ascii_case("x-amzn-trace-id")).map(|(_, v)| v.to_owned());
     assert_eq!(trace.as_deref(), Some(common::TRACE_ID), "the Lambda environment reaches the SDK");
-    assert!(!shared::storage::signed_headers(raw.uri()).contains(&"x-amzn-trace-id".to_owned()), "it is not signed");
+    assert!(!shared::uploads::signed_headers(raw.uri()).contains(&"x-amzn-trace-id".to_owned()), "it is not signed");
 
     let p = s.presign(Duration::from_secs(300), "image/png", 10).await;
     let mut listed: Vec<String> = p["headers"].as_object().unwrap().keys().map(|k| k.to_ascii_lowercase()).collect();
     listed.sort();
-    let mut signed = shared::storage::signed_headers(url(&p));
+    let mut signed = shared::uploads::signed_headers(url(&p));
     signed.retain(|h| h != "host");
     signed.sort();
     assert_eq!(listed, signed);

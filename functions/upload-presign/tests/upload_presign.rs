@@ -205,12 +205,12 @@ async fn authentication_comes_first() {
     assert_eq!(r.status(), 401, "no token: 401 before any look at the body");
     assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
 
-    let other = shared::tokens::AccessTokens::new(&shared::tokens::access::AccessTokenSettings {
+    let other = shared::auth::AccessTokens::new(&shared::auth::access::AccessTokenSettings {
         secret: shared::config::Secret::new("another-secret-another-secret-xx"),
-        issuer: shared::tokens::access::DEFAULT_ISSUER.into(),
+        issuer: shared::auth::access::DEFAULT_ISSUER.into(),
         ttl: std::time::Duration::from_secs(60),
     });
-    let forged = other.mint(&shared::tokens::UserId::parse("user-1").unwrap()).unwrap();
+    let forged = other.mint(&shared::auth::UserId::parse("user-1").unwrap()).unwrap();
     let req = http::Request::builder()
         .method("POST")
         .uri("/uploads")

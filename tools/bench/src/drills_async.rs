@@ -21,8 +21,8 @@ use hyper_util::rt::TokioIo;
 use lambda_harness::{Function, SpawnOptions};
 use serde_json::{Value, json};
 use shared::clients::AwsClients;
-use shared::email_jobs::{EmailAddress, EmailContent, EmailJob, EmailQueue, PasswordReset};
-use shared::orders::{Order, OrderId, OrderItem, OrderStatus, OrdersRepo};
+use shared::email::{EmailAddress, EmailContent, EmailJob, EmailQueue, PasswordReset};
+use shared::payments::{Order, OrderId, OrderItem, OrderStatus, OrdersRepo};
 
 use crate::drills::DrillResult;
 use crate::stack_env::{get, with};
@@ -69,7 +69,7 @@ pub async fn webhook_killed_mid_event(bin_dir: &Path, env: &[(String, String)], 
             currency: "eur".into(),
             total: 2599,
             items: vec![OrderItem { name: "Drill".into(), quantity: 1, unit_amount: 2599 }],
-            created_at: shared::posts::timestamp_now(),
+            created_at: shared::clock::timestamp_now(),
             paid_at: None,
             payment_intent_id: None,
         })
@@ -84,7 +84,7 @@ pub async fn webhook_killed_mid_event(bin_dir: &Path, env: &[(String, String)], 
                  "currency": "eur", "status": "succeeded", "metadata": {"orderId": order_id}}}
     })
     .to_string();
-    let signature = shared::stripe::sign_header(
+    let signature = shared::payments::sign_header(
         get(env, "STRIPE_WEBHOOK_SECRET").split(',').next().unwrap_or(""),
         now_s(),
         body.as_bytes(),

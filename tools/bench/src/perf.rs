@@ -370,13 +370,13 @@ fn stripe_verification_throughput() -> String {
     let secret = "whsec_bench_secret";
     let body = vec![b'x'; 2048];
     let now = 1_800_000_000;
-    let header = shared::stripe::sign_header(secret, now, &body);
+    let header = shared::payments::sign_header(secret, now, &body);
     let mut md = String::from(
         "## Stripe signature verification throughput\n\n| secrets configured | verifications/s | per verification |\n| --- | --- | --- |\n",
     );
     for secrets in [secret.to_owned(), format!("whsec_old_secret,{secret}")] {
         let mut env = shared::config::EnvReader::from_fn(|k| (k == "STRIPE_WEBHOOK_SECRET").then(|| secrets.clone()));
-        let verifier = shared::stripe::Verifier::new(&shared::stripe::VerifierSettings::from_env(&mut env));
+        let verifier = shared::payments::Verifier::new(&shared::payments::VerifierSettings::from_env(&mut env));
         let n = 200_000u32;
         let start = Instant::now();
         for _ in 0..n {

@@ -19,7 +19,7 @@ pub fn with(env: &[(String, String)], extra: &[(&str, String)]) -> Env {
 /// An access token for `user`, minted with the stack's JWT settings, as auth-refresh would.
 pub fn bearer(env: &[(String, String)], user: &str) -> String {
     let mut reader = shared::config::EnvReader::from_fn(|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()));
-    let settings = shared::tokens::access::AccessTokenSettings::from_env(&mut reader);
-    let tokens = shared::tokens::AccessTokens::new(&settings);
-    tokens.mint(&shared::tokens::UserId::parse(user).expect("user id")).expect("mint")
+    let settings = shared::auth::access::AccessTokenSettings::from_env(&mut reader);
+    let tokens = shared::auth::AccessTokens::new(&settings);
+    tokens.mint(&shared::auth::UserId::parse(user).expect("user id")).expect("mint")
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use auth_refresh::handler::State;
 use auth_refresh::settings::Settings;
 use lambda_http::{Body, Request, Response};
-use shared::tokens::UserId;
+use shared::auth::UserId;
 use testkit::{RedisCluster, RedisServer};
 
 pub const ORIGIN: &str = "https://app.example.com";

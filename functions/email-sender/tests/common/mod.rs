@@ -14,7 +14,7 @@ use email_sender::handler::State;
 use email_sender::settings::Settings;
 use serde_json::Value;
 use shared::clients::AwsClients;
-use shared::email_jobs::{EmailAddress, EmailJob, EmailQueue, LineItem, OrderConfirmation};
+use shared::email::{EmailAddress, EmailJob, EmailQueue, LineItem, OrderConfirmation};
 use testkit::Provisioned;
 
 pub const APP_URL: &str = "https://app.example.com";

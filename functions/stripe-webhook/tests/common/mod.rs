@@ -9,9 +9,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use shared::clients::AwsClients;
+use shared::clock::timestamp_now;
 use shared::idempotency::IdempotencyStore;
-use shared::orders::{Order, OrderId, OrderItem, OrderStatus, OrdersRepo, SubscriptionsRepo};
-use shared::posts::timestamp_now;
+use shared::payments::{Order, OrderId, OrderItem, OrderStatus, OrdersRepo, SubscriptionsRepo};
 use stripe_webhook::handler::State;
 use stripe_webhook::settings::Settings;
 use testkit::Provisioned;
@@ -152,7 +152,7 @@ pub fn subscription_deleted_event(event_id: &str, subscription_id: &str) -> Stri
 }
 
 pub fn signature(body: &str) -> String {
-    shared::stripe::sign_header(SECRET, now(), body.as_bytes())
+    shared::payments::sign_header(SECRET, now(), body.as_bytes())
 }
 
 /// A POST as lambda_http hands it to the handler.

@@ -17,8 +17,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
+use shared::auth::{AccessTokens, UserId};
 use shared::clients::AwsClients;
-use shared::tokens::{AccessTokens, UserId};
 use upload_presign::handler::State;
 use upload_presign::settings::Settings;
 

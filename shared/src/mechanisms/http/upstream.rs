@@ -6,7 +6,7 @@
 use http::StatusCode;
 use http::header::{self, HeaderValue};
 
-use super::Problem;
+use crate::http::Problem;
 use crate::outbound::{OutboundError, OutboundErrorKind};
 
 impl From<OutboundError> for Problem {

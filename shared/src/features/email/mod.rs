@@ -1,4 +1,4 @@
-//! Transactional email: jobs ([`crate::email_jobs`]) rendered by [`templates`] into an
+//! Transactional email: jobs ([`crate::email`]) rendered by [`templates`] into an
 //! [`EmailMessage`] and handed to a [`transport::Transport`]: Amazon SES v2 (the default), an
 //! HTTP email API (Resend/Postmark-like, through [`crate::outbound`]), or `log`, which prints the
 //! message as JSON for local work. [`dlq`] moves failed jobs from the dead-letter queue back.
@@ -15,14 +15,15 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::config::{EnvReader, Secret};
-use crate::email_jobs::EmailAddress;
 use crate::outbound::OutboundSettings;
 
 pub mod dlq;
+pub mod jobs;
 pub mod money;
 pub mod templates;
 pub mod transport;
 
+pub use jobs::*;
 pub use templates::{AppUrl, RenderError, Templates};
 pub use transport::{SendOptions, Sent, Transport, TransportError};
 

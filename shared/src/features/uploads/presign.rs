@@ -25,9 +25,9 @@ use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::presigning::PresigningConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::UserId;
 use crate::config::EnvReader;
 use crate::text::is_invisible;
-use crate::tokens::UserId;
 
 /// Every key this module makes starts here; the function's IAM policy allows nothing else.
 pub const KEY_PREFIX: &str = "uploads/";

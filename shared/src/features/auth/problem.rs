@@ -7,8 +7,8 @@
 
 use http::StatusCode;
 
-use super::Problem;
-use crate::tokens::refresh::{RefreshError, Rejection, SessionError};
+use crate::auth::refresh::{RefreshError, Rejection, SessionError};
+use crate::http::Problem;
 
 /// The one 401 for a refresh token that cannot be used. No `WWW-Authenticate`: the refresh token
 /// travels in a cookie or a JSON body, not in `Authorization`, and a Bearer challenge here would tell

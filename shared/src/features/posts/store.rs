@@ -19,6 +19,8 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::timestamp_now;
+
 pub const FEED_INDEX: &str = "byFeed";
 const FEED_PUBLISHED: &str = "published";
 
@@ -132,13 +134,6 @@ pub enum PostsError {
 
 fn store_err<E: std::fmt::Display>(e: E) -> PostsError {
     PostsError::Store(e.to_string())
-}
-
-/// Fixed-width RFC 3339 (`2026-01-02T03:04:05.123Z`), so text order is time order.
-pub fn timestamp_now() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    now.format(&fmt).unwrap_or_default()
 }
 
 #[derive(Clone, Debug)]

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use serde::{Deserialize, Serialize};
 
-use crate::posts::timestamp_now;
+use crate::clock::timestamp_now;
 
 /// An order id: 1 to 64 of `A-Z a-z 0-9 - _`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -297,7 +297,7 @@ impl SubscriptionsRepo {
     /// Sets `status = canceled` on an existing subscription. `canceled_at` (epoch seconds, from
     /// Stripe) is kept from the first cancellation; repeating it changes nothing else.
     pub async fn cancel(&self, id: &str, canceled_at: Option<i64>) -> Result<CancelSubscription, OrdersError> {
-        let canceled_at = canceled_at.unwrap_or_else(|| crate::idempotency::now_ms() / 1000);
+        let canceled_at = canceled_at.unwrap_or_else(|| crate::clock::now_ms() / 1000);
         let result = self
             .client
             .update_item()

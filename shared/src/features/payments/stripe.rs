@@ -326,7 +326,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use serde_json::Value;
 
-    const GOLDEN: &str = include_str!("../tests/fixtures/stripe/golden.json");
+    const GOLDEN: &str = include_str!("../../../tests/fixtures/stripe/golden.json");
 
     fn verifier(secrets: &[&str], tolerance_secs: u64) -> Verifier {
         Verifier::new(&VerifierSettings {

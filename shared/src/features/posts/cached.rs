@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::{Cache, CacheStatus, Ttls};
 use crate::deadline::Deadline;
-use crate::post_cursor::{Cursors, PUBLISHED_LIST};
+use crate::posts::{Cursors, PUBLISHED_LIST};
 use crate::posts::{FeedPosition, FeedSlice, Post, PostId, PostPage, PostsError, PostsRepo};
 
 pub const POST_TTL: Duration = Duration::from_secs(300);

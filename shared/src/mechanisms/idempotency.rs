@@ -19,13 +19,14 @@
 //! over from it.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
+use crate::clock::now_ms;
 use crate::config::EnvReader;
 
 pub const STATUS_IN_PROGRESS: &str = "INPROGRESS";
@@ -105,11 +106,6 @@ pub enum IdempotencyError {
 
 fn store_err<E: std::fmt::Display>(e: E) -> IdempotencyError {
     IdempotencyError::Store(e.to_string())
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 #[derive(Clone, Debug)]

@@ -3,9 +3,9 @@
 
 use http::StatusCode;
 
-use super::Problem;
-use crate::avatars::{AVATAR_TYPES, AvatarError, AvatarRefused, KeyRefused, RecordError};
-use crate::storage::{PresignError, UploadRefused};
+use crate::http::Problem;
+use crate::uploads::{AVATAR_TYPES, AvatarError, AvatarRefused, KeyRefused, RecordError};
+use crate::uploads::{PresignError, UploadRefused};
 
 impl From<UploadRefused> for Problem {
     fn from(e: UploadRefused) -> Self {

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::idempotency::now_ms;
+use crate::clock::now_ms;
 
 /// Lambda's longest timeout: no deadline is further away than this.
 pub const MAX_INVOCATION: Duration = Duration::from_secs(15 * 60);

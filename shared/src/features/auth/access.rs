@@ -4,12 +4,13 @@
 //! Verification pins the algorithm (no `alg` confusion), the issuer, and requires every claim;
 //! the clock-skew leeway is small and explicit (`LEEWAY_SECS`).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::UserId;
+use crate::clock::now_secs;
 use crate::config::{EnvReader, Secret};
 
 /// Seconds of clock skew tolerated on `exp` and `iat` between the minting and verifying hosts.
@@ -80,10 +81,6 @@ impl AccessTokenSettings {
             ttl: env.seconds("ACCESS_TOKEN_TTL_SECONDS", 900, 60..=86_400),
         }
     }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl AccessTokens {

@@ -1,6 +1,7 @@
 //! Tokens: short-lived signed access tokens (JWT) and the Redis-backed refresh-token store.
 
 pub mod access;
+mod problem;
 pub mod refresh;
 
 pub use access::{AccessClaims, AccessTokenError, AccessTokens};

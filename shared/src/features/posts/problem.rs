@@ -1,6 +1,6 @@
 //! How the posts layer's errors reach HTTP.
 
-use super::Problem;
+use crate::http::Problem;
 
 impl From<crate::posts::InvalidPostId> for Problem {
     fn from(e: crate::posts::InvalidPostId) -> Self {
@@ -28,23 +28,23 @@ impl From<crate::posts::PostsError> for Problem {
 }
 
 /// A cursor that is not one this service issued for this list and limit.
-impl From<crate::post_cursor::CursorError> for Problem {
-    fn from(e: crate::post_cursor::CursorError) -> Self {
+impl From<crate::posts::CursorError> for Problem {
+    fn from(e: crate::posts::CursorError) -> Self {
         Problem::bad_request("invalid-cursor", "Invalid cursor", e.to_string())
             .with_extra(serde_json::json!({ "parameter": "cursor" }))
     }
 }
 
-impl From<crate::post_writes::InvalidFields> for Problem {
-    fn from(e: crate::post_writes::InvalidFields) -> Self {
+impl From<crate::posts::InvalidFields> for Problem {
+    fn from(e: crate::posts::InvalidFields) -> Self {
         Problem::bad_request("invalid-fields", "Invalid fields", "one or more fields are invalid; see errors")
             .with_extra(serde_json::json!({ "errors": e.0 }))
     }
 }
 
-impl From<crate::post_writes::PostWriteError> for Problem {
-    fn from(e: crate::post_writes::PostWriteError) -> Self {
-        use crate::post_writes::PostWriteError as E;
+impl From<crate::posts::PostWriteError> for Problem {
+    fn from(e: crate::posts::PostWriteError) -> Self {
+        use crate::posts::PostWriteError as E;
         use http::StatusCode;
         match e {
             E::NotFound => Problem::not_found("no such post"),

@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::cached_posts::CachedPosts;
+use crate::auth::UserId;
+use crate::clock::timestamp_now;
 use crate::config::EnvReader;
 use crate::deadline::Deadline;
-use crate::posts::{Post, PostChanges, PostId, WriteError, timestamp_now};
-use crate::tokens::UserId;
+use crate::posts::CachedPosts;
+use crate::posts::{Post, PostChanges, PostId, WriteError};
 
 pub const TITLE_MAX_CHARS: usize = 200;
 pub const BODY_MAX_BYTES: usize = 50 * 1024;

@@ -6,8 +6,8 @@
 use http::StatusCode;
 use http::header::{self, HeaderValue};
 
-use super::Problem;
-use crate::stripe::SignatureError;
+use crate::http::Problem;
+use crate::payments::SignatureError;
 
 impl From<SignatureError> for Problem {
     fn from(e: SignatureError) -> Self {
@@ -24,8 +24,8 @@ impl From<SignatureError> for Problem {
     }
 }
 
-impl From<crate::stripe::InvalidEvent> for Problem {
-    fn from(e: crate::stripe::InvalidEvent) -> Self {
+impl From<crate::payments::InvalidEvent> for Problem {
+    fn from(e: crate::payments::InvalidEvent) -> Self {
         Problem::bad_request("invalid-event", "Invalid event", e.0)
     }
 }
@@ -57,15 +57,15 @@ impl From<crate::idempotency::IdempotencyError> for Problem {
 }
 
 /// Processing failed after the claim: the claim is released and Stripe retries on the 500.
-impl From<crate::orders::OrdersError> for Problem {
-    fn from(e: crate::orders::OrdersError) -> Self {
+impl From<crate::payments::OrdersError> for Problem {
+    fn from(e: crate::payments::OrdersError) -> Self {
         tracing::error!(error = %e, "orders store failed");
         Problem::internal()
     }
 }
 
-impl From<crate::email_jobs::EmailQueueError> for Problem {
-    fn from(e: crate::email_jobs::EmailQueueError) -> Self {
+impl From<crate::email::EmailQueueError> for Problem {
+    fn from(e: crate::email::EmailQueueError) -> Self {
         tracing::error!(error = %e, "email queue failed");
         Problem::internal()
     }

@@ -284,8 +284,8 @@ impl Transport for LogTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::email::EmailAddress;
     use crate::email::Subject;
-    use crate::email_jobs::EmailAddress;
 
     #[test]
     fn the_log_line_is_the_whole_message_as_json() {

@@ -5,7 +5,7 @@
 //! a PNG, and an object nobody records stays until the bucket's lifecycle rule expires it. So a
 //! record checks, in this order, stopping at the first refusal:
 //!
-//! 1. the key, as text: exactly `uploads/{userId}/{uuid v4}.{ext}` as [`crate::storage`] issues
+//! 1. the key, as text: exactly `uploads/{userId}/{uuid v4}.{ext}` as [`crate::uploads`] issues
 //!    them (ASCII, no `%`, no `..`, no second slash), under the *caller's* prefix, of an avatar type.
 //!    Only this service can sign a PUT under `uploads/`, and the key names the user it was signed
 //!    for, so an object under the caller's prefix is one that was issued to the caller;
@@ -33,10 +33,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::error::DisplayErrorContext;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::UserId;
+use crate::clock::timestamp_now;
 use crate::config::EnvReader;
-use crate::posts::timestamp_now;
-use crate::storage::{KEY_PREFIX, UploadSettings, UploadType, presigning_client, presigning_config};
-use crate::tokens::UserId;
+use crate::uploads::{KEY_PREFIX, UploadSettings, UploadType, presigning_client, presigning_config};
 
 /// Where recorded avatars live; the bucket's lifecycle rule expires only [`KEY_PREFIX`].
 pub const AVATAR_PREFIX: &str = "avatars/";
@@ -71,7 +71,7 @@ pub struct RecordRequest {
     pub key: String,
 }
 
-/// An upload key as [`crate::storage::object_key`] makes them, parsed back.
+/// An upload key as [`crate::uploads::object_key`] makes them, parsed back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UploadKey {
     pub user: UserId,
@@ -108,7 +108,7 @@ impl UploadKey {
     }
 
     pub fn upload_key(&self) -> String {
-        crate::storage::object_key(&self.user, self.id, self.content_type)
+        crate::uploads::object_key(&self.user, self.id, self.content_type)
     }
 
     pub fn avatar_key(&self) -> String {
@@ -535,7 +535,7 @@ mod tests {
         assert_eq!((key.user.as_str(), key.content_type.mime), ("user-1", "image/png"));
         assert_eq!(key.upload_key(), format!("uploads/user-1/{ID}.png"));
         assert_eq!(key.avatar_key(), format!("avatars/user-1/{ID}.png"));
-        let issued = crate::storage::object_key(&key.user, uuid::Uuid::new_v4(), key.content_type);
+        let issued = crate::uploads::object_key(&key.user, uuid::Uuid::new_v4(), key.content_type);
         assert_eq!(UploadKey::parse(&issued).unwrap().upload_key(), issued);
     }
 

@@ -14,7 +14,7 @@ use minijinja::{Environment, UndefinedBehavior, Value, context};
 
 use super::money::{Currency, InvalidCurrency};
 use super::{EmailMessage, InvalidSubject, Subject};
-use crate::email_jobs::{EmailAddress, EmailContent, EmailJob, OrderConfirmation, PasswordReset};
+use crate::email::{EmailAddress, EmailContent, EmailJob, OrderConfirmation, PasswordReset};
 
 const SOURCES: &[(&str, &str)] = &[
     ("order_confirmation.txt", include_str!("templates/order_confirmation.txt")),
@@ -171,7 +171,7 @@ fn percent_encode(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::email_jobs::LineItem;
+    use crate::email::LineItem;
 
     fn templates() -> Templates {
         Templates::new(AppUrl::parse("https://app.example.com/").unwrap()).unwrap()

@@ -11,11 +11,7 @@ use serde::Serialize;
 
 use crate::config::EnvReader;
 
-mod outbound_errors;
-mod posts_errors;
-mod storage_errors;
-mod stripe_errors;
-mod token_errors;
+mod upstream;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -303,10 +299,7 @@ pub fn unauthorized(error: &'static str, detail: &'static str) -> Problem {
 }
 
 /// The claims of a valid `Authorization: Bearer <access token>`, or a 401 problem.
-pub fn authenticate(
-    tokens: &crate::tokens::AccessTokens,
-    req: &Request,
-) -> Result<crate::tokens::AccessClaims, Problem> {
+pub fn authenticate(tokens: &crate::auth::AccessTokens, req: &Request) -> Result<crate::auth::AccessClaims, Problem> {
     let raw = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -319,7 +312,7 @@ pub fn authenticate(
         .filter(|t| !t.is_empty())
         .ok_or_else(|| unauthorized("invalid_request", "the Authorization header must be 'Bearer <token>'"))?;
     tokens.verify(token).map_err(|e| match e {
-        crate::tokens::AccessTokenError::Expired => unauthorized("invalid_token", "the access token has expired"),
+        crate::auth::AccessTokenError::Expired => unauthorized("invalid_token", "the access token has expired"),
         _ => unauthorized("invalid_token", "the access token is invalid"),
     })
 }
