@@ -1,7 +1,7 @@
 //! The one crate of clients shared by every function of the bundle, in two layers.
 //!
 //! Arrows point down only: functions → features → mechanisms. A mechanism never names a
-//! feature (`make test` checks it: `tools/e2e/tests/layers.rs`).
+//! feature (`shared/tests/layers.rs` checks it).
 //!
 //! Mechanisms (`mechanisms/`), the platform and the generic patterns:
 //! - [`config`]: typed settings from the environment; one error names every bad variable.
@@ -14,6 +14,7 @@
 //! - [`http`]: problem+json, CORS, cookies, request decoding, respond; knows no feature.
 //! - [`cache`]: cache-aside with versions, tombstones and a stampede guard.
 //! - [`idempotency`]: claim / complete / release records with DynamoDB conditional writes.
+//! - [`id`]: the one rule for ids in URLs and keys, and the macro that declares an id type.
 //! - [`text`]: what counts as invisible or control text in user input.
 //!
 //! Features (`features/`), each a folder whose `mod.rs` says what it is:
@@ -27,4 +28,6 @@ mod features;
 mod mechanisms;
 
 pub use features::{auth, email, payments, posts, uploads};
-pub use mechanisms::{cache, clients, clock, config, deadline, http, idempotency, outbound, runtime, telemetry, text};
+pub use mechanisms::{
+    cache, clients, clock, config, deadline, http, id, idempotency, outbound, runtime, telemetry, text,
+};

@@ -17,7 +17,7 @@ use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use shared::auth::access::AccessTokens;
-use shared::auth::{RefreshError, RefreshTokenStore, Rejection, Session, Sessions};
+use shared::auth::{self, RefreshError, RefreshTokenStore, Rejection, Session, Sessions};
 use shared::clients::{RedisStore, RedisStoreError};
 use shared::http::{self, Cors, Problem};
 
@@ -139,9 +139,7 @@ async fn logout(state: &State, req: &Request) -> Result<Response<Body>, Problem>
 }
 
 async fn logout_all(state: &State, req: &Request) -> Result<Response<Body>, Problem> {
-    let claims = http::authenticate(state.sessions.access_tokens(), req)?;
-    // `authenticate` only accepts tokens whose subject is a valid user id; this is belt and braces.
-    let user = claims.user_id().map_err(|_| http::unauthorized("invalid_token", "the access token is invalid"))?;
+    let user = auth::bearer_user(state.sessions.access_tokens(), req)?;
     let revoked = state.sessions.end_all(&user).await?;
     tracing::info!(user = %user, revoked, "logout from every session");
     Ok(signed_out())

@@ -4,14 +4,12 @@ use std::sync::Arc;
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
-use shared::auth::{AccessTokens, UserId};
+use shared::auth::{self, AccessTokens, UserId};
 use shared::cache::Cache;
 use shared::clients::{AwsClients, RedisStore, RedisStoreError};
 use shared::deadline::Deadline;
 use shared::http::{self, Cors, Problem};
-use shared::posts::CachedPosts;
-use shared::posts::{NewPost, PostWriter, parse_changes};
-use shared::posts::{Post, PostId, PostsRepo};
+use shared::posts::{CachedPosts, NewPost, Post, PostId, PostWriter, PostsRepo, parse_changes};
 
 use crate::settings::Settings;
 
@@ -63,8 +61,7 @@ async fn route(state: &State, req: Request) -> Result<Response<Body>, Problem> {
 /// The authenticated author. Authentication comes before any look at the body or the id, so
 /// an anonymous caller learns nothing about either.
 fn author(state: &State, req: &Request) -> Result<UserId, Problem> {
-    let claims = http::authenticate(&state.tokens, req)?;
-    claims.user_id().map_err(|_| http::unauthorized("invalid_token", "the access token is invalid"))
+    auth::bearer_user(&state.tokens, req)
 }
 
 /// `If-Match: "7"` → `Some(7)`; absent or `*` → `None`.

@@ -2,11 +2,10 @@
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use shared::auth::{AccessTokens, UserId};
+use shared::auth::{self, AccessTokens, UserId};
 use shared::clients::AwsClients;
 use shared::http::{self, Cors, Problem};
-use shared::uploads::{Avatars, RecordRequest};
-use shared::uploads::{UploadRequest, Uploads};
+use shared::uploads::{Avatars, RecordRequest, UploadRequest, Uploads};
 
 use crate::settings::Settings;
 
@@ -57,8 +56,7 @@ async fn route(state: &State, req: Request) -> Result<Response<Body>, Problem> {
 /// Authentication comes before any look at the body, so an anonymous caller learns nothing
 /// about the limits.
 fn user(state: &State, req: &Request) -> Result<UserId, Problem> {
-    let claims = http::authenticate(&state.tokens, req)?;
-    claims.user_id().map_err(|_| http::unauthorized("invalid_token", "the access token is invalid"))
+    auth::bearer_user(&state.tokens, req)
 }
 
 fn no_store(mut response: Response<Body>) -> Response<Body> {

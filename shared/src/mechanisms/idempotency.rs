@@ -21,11 +21,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
+use crate::clients::dynamo::{self, DynamoError};
 use crate::clock::now_ms;
 use crate::config::EnvReader;
 
@@ -95,17 +94,13 @@ pub enum Claim {
 pub enum IdempotencyError {
     #[error("idempotency key must be 1 to {MAX_KEY_BYTES} bytes")]
     InvalidKey,
-    #[error("dynamodb: {0}")]
-    Store(String),
+    #[error(transparent)]
+    Store(#[from] DynamoError),
     #[error("idempotency record is malformed: {0}")]
     Malformed(String),
     /// Our claim lapsed and another invocation took the key over: it is theirs to complete.
     #[error("the claim on {0} was taken over by another invocation")]
     ClaimLost(String),
-}
-
-fn store_err<E: std::fmt::Display>(e: E) -> IdempotencyError {
-    IdempotencyError::Store(e.to_string())
 }
 
 #[derive(Clone, Debug)]
@@ -165,9 +160,9 @@ impl IdempotencyStore {
             .await;
         match result {
             Ok(_) => Ok(Claim::Acquired(ClaimToken { key: key.to_owned(), token })),
-            Err(e) => match e.into_service_error() {
+            Err(e) => match dynamo::split("PutItem", e)? {
                 PutItemError::ConditionalCheckFailedException(failed) => Self::held(key, failed.item()),
-                other => Err(store_err(other)),
+                other => Err(DynamoError::service("PutItem", other).into()),
             },
         }
     }
@@ -177,15 +172,11 @@ impl IdempotencyStore {
         // The condition only fails on an existing item, so `old` is there; were it not, the safe
         // answer is "busy, retry later", never "done".
         let Some(old) = old else { return Ok(Claim::InProgress(InProgress { key: key.to_owned(), until_ms: 0 })) };
-        let status = old.get("status").and_then(|v| v.as_s().ok()).map(String::as_str);
+        let status = dynamo::string(old, "status").map(String::as_str);
         match status {
             Some(STATUS_COMPLETED) => Ok(Claim::Completed),
             Some(STATUS_IN_PROGRESS) => {
-                let until_ms = old
-                    .get("in_progress_expiration")
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse::<i64>().ok())
-                    .unwrap_or(0);
+                let until_ms = dynamo::number::<i64>(old, "in_progress_expiration").unwrap_or(0);
                 Ok(Claim::InProgress(InProgress { key: key.to_owned(), until_ms }))
             }
             other => Err(IdempotencyError::Malformed(format!("{key}: status {other:?}"))),
@@ -210,9 +201,9 @@ impl IdempotencyStore {
             .expression_attribute_values(":token", AttributeValue::S(claim.token.clone()))
             .send()
             .await
-            .map_err(|e| match e.into_service_error() {
-                UpdateItemError::ConditionalCheckFailedException(_) => IdempotencyError::ClaimLost(claim.key.clone()),
-                other => store_err(other),
+            .map_err(|e| match DynamoError::new("UpdateItem", e) {
+                e if e.is_conflict() => IdempotencyError::ClaimLost(claim.key.clone()),
+                e => e.into(),
             })?;
         Ok(())
     }
@@ -228,9 +219,9 @@ impl IdempotencyStore {
             .expression_attribute_values(":token", AttributeValue::S(claim.token.clone()))
             .send()
             .await
-            .map_err(|e| match e.into_service_error() {
-                DeleteItemError::ConditionalCheckFailedException(_) => IdempotencyError::ClaimLost(claim.key.clone()),
-                other => store_err(other),
+            .map_err(|e| match DynamoError::new("DeleteItem", e) {
+                e if e.is_conflict() => IdempotencyError::ClaimLost(claim.key.clone()),
+                e => e.into(),
             })?;
         Ok(())
     }
@@ -246,8 +237,8 @@ impl IdempotencyStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| store_err(e.into_service_error()))?;
-        Ok(out.item.and_then(|item| item.get("status").and_then(|v| v.as_s().ok()).cloned()))
+            .map_err(|e| DynamoError::new("GetItem", e))?;
+        Ok(out.item.and_then(|item| dynamo::string(&item, "status").cloned()))
     }
 }
 

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod deadline;
 pub mod http;
+pub mod id;
 pub mod idempotency;
 pub mod outbound;
 pub mod runtime;

@@ -193,9 +193,12 @@ impl EmailJob {
     }
 }
 
+/// SendMessage to the email queue failed; the SDK's error is kept as the source.
 #[derive(Debug, thiserror::Error)]
-#[error("sqs: {0}")]
-pub struct EmailQueueError(pub String);
+#[error("SQS SendMessage failed: {}", aws_sdk_sqs::error::DisplayErrorContext(.0))]
+pub struct EmailQueueError(
+    #[source] pub aws_sdk_sqs::error::SdkError<aws_sdk_sqs::operation::send_message::SendMessageError>,
+);
 
 /// Sends email jobs to the email queue. A FIFO queue (URL ending in `.fifo`) gets the
 /// idempotency key as its deduplication id and the recipient as the message group.
@@ -220,7 +223,7 @@ impl EmailQueue {
         if self.url.ends_with(".fifo") {
             request = request.message_group_id(job.to.as_str()).message_deduplication_id(&job.idempotency_key);
         }
-        let out = request.send().await.map_err(|e| EmailQueueError(e.into_service_error().to_string()))?;
+        let out = request.send().await.map_err(EmailQueueError)?;
         Ok(out.message_id.unwrap_or_default())
     }
 }

@@ -16,34 +16,15 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use serde::{Deserialize, Serialize};
 
+use crate::clients::dynamo::{self, DynamoError};
 use crate::clock::timestamp_now;
 
-/// An order id: 1 to 64 of `A-Z a-z 0-9 - _`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct OrderId(String);
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("an order id is 1 to 64 characters of A-Z, a-z, 0-9, '-' and '_'")]
-pub struct InvalidOrderId;
-
-impl OrderId {
-    pub fn parse(raw: &str) -> Result<Self, InvalidOrderId> {
-        let ok =
-            (1..=64).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if ok { Ok(Self(raw.to_owned())) } else { Err(InvalidOrderId) }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for OrderId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+crate::id::define_id!(
+    /// An order id ([`crate::id`]), as the checkout put it in the PaymentIntent's metadata.
+    OrderId,
+    InvalidOrderId,
+    "an order id"
+);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -127,14 +108,10 @@ pub enum CancelSubscription {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrdersError {
-    #[error("dynamodb: {0}")]
-    Store(String),
+    #[error(transparent)]
+    Store(#[from] DynamoError),
     #[error("stored item is malformed: {0}")]
     Malformed(String),
-}
-
-fn store_err<E: std::fmt::Display>(e: E) -> OrdersError {
-    OrdersError::Store(e.to_string())
 }
 
 #[derive(Clone, Debug)]
@@ -160,7 +137,7 @@ impl OrdersRepo {
             .set_item(Some(order_to_item(order)))
             .send()
             .await
-            .map_err(|e| store_err(e.into_service_error()))?;
+            .map_err(|e| DynamoError::new("PutItem", e))?;
         Ok(())
     }
 
@@ -176,9 +153,9 @@ impl OrdersRepo {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) => match e.into_service_error() {
+            Err(e) => match dynamo::split("PutItem", e)? {
                 PutItemError::ConditionalCheckFailedException(_) => Ok(false),
-                other => Err(store_err(other)),
+                other => Err(DynamoError::service("PutItem", other).into()),
             },
         }
     }
@@ -192,7 +169,7 @@ impl OrdersRepo {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| store_err(e.into_service_error()))?;
+            .map_err(|e| DynamoError::new("GetItem", e))?;
         out.item.map(|item| order_from_item(&item)).transpose()
     }
 
@@ -222,10 +199,11 @@ impl OrdersRepo {
             .await;
         match result {
             Ok(out) => {
-                let item = out.attributes.ok_or_else(|| OrdersError::Store("update returned no attributes".into()))?;
+                let item =
+                    out.attributes.ok_or_else(|| DynamoError::malformed("UpdateItem", "no attributes returned"))?;
                 Ok(MarkPaid::Paid(order_from_item(&item)?))
             }
-            Err(e) => match e.into_service_error() {
+            Err(e) => match dynamo::split("UpdateItem", e)? {
                 UpdateItemError::ConditionalCheckFailedException(failed) => match failed.item() {
                     None => Ok(MarkPaid::NotFound),
                     Some(old) => {
@@ -239,7 +217,7 @@ impl OrdersRepo {
                         })
                     }
                 },
-                other => Err(store_err(other)),
+                other => Err(DynamoError::service("UpdateItem", other).into()),
             },
         }
     }
@@ -276,7 +254,7 @@ impl SubscriptionsRepo {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| store_err(e.into_service_error()))?;
+            .map_err(|e| DynamoError::new("PutItem", e))?;
         Ok(())
     }
 
@@ -290,8 +268,8 @@ impl SubscriptionsRepo {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| store_err(e.into_service_error()))?;
-        Ok(out.item.and_then(|i| i.get("status").and_then(|v| v.as_s().ok()).cloned()))
+            .map_err(|e| DynamoError::new("GetItem", e))?;
+        Ok(out.item.and_then(|i| dynamo::string(&i, "status").cloned()))
     }
 
     /// Sets `status = canceled` on an existing subscription. `canceled_at` (epoch seconds, from
@@ -313,9 +291,9 @@ impl SubscriptionsRepo {
             .await;
         match result {
             Ok(_) => Ok(CancelSubscription::Canceled),
-            Err(e) => match e.into_service_error() {
+            Err(e) => match dynamo::split("UpdateItem", e)? {
                 UpdateItemError::ConditionalCheckFailedException(_) => Ok(CancelSubscription::NotFound),
-                other => Err(store_err(other)),
+                other => Err(DynamoError::service("UpdateItem", other).into()),
             },
         }
     }
@@ -356,14 +334,11 @@ fn malformed(what: impl Into<String>) -> OrdersError {
 }
 
 fn s<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Result<&'a String, OrdersError> {
-    item.get(name).and_then(|v| v.as_s().ok()).ok_or_else(|| malformed(format!("missing string {name}")))
+    dynamo::string(item, name).ok_or_else(|| malformed(format!("missing string {name}")))
 }
 
 fn n<T: std::str::FromStr>(item: &HashMap<String, AttributeValue>, name: &str) -> Result<T, OrdersError> {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| malformed(format!("missing or invalid number {name}")))
+    dynamo::number(item, name).ok_or_else(|| malformed(format!("missing or invalid number {name}")))
 }
 
 pub(crate) fn order_from_item(item: &HashMap<String, AttributeValue>) -> Result<Order, OrdersError> {
@@ -385,7 +360,7 @@ pub(crate) fn order_from_item(item: &HashMap<String, AttributeValue>) -> Result<
             })
             .collect::<Result<_, OrdersError>>()?,
     };
-    let opt = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    let opt = |name: &str| dynamo::string(item, name).cloned();
     Ok(Order {
         id,
         status,

@@ -1,10 +1,7 @@
-//! How the webhook layers' errors reach HTTP.
-//!
-//! Every refusal of a delivery's signature is a 400 with a title precise enough to fix the sender;
-//! failures on our side are 5xx (Stripe retries every non-2xx answer, for days).
-
-use http::StatusCode;
-use http::header::{self, HeaderValue};
+//! The refusals every caller of the payments feature agrees on: each refusal of a delivery's
+//! signature, and an event that is not one, is a 400 with a title precise enough to fix the
+//! sender. Which failures on our side Stripe should retry is the webhook's own policy
+//! (`functions/stripe-webhook/src/error.rs`).
 
 use crate::http::Problem;
 use crate::payments::SignatureError;
@@ -30,49 +27,10 @@ impl From<crate::payments::InvalidEvent> for Problem {
     }
 }
 
-/// Another invocation holds the event: 409, so Stripe retries after it has finished (or lapsed).
-impl From<crate::idempotency::InProgress> for Problem {
-    fn from(e: crate::idempotency::InProgress) -> Self {
-        Problem::new(
-            StatusCode::CONFLICT,
-            "in-progress",
-            "Event in progress",
-            "this event is being processed by another delivery; retry later",
-        )
-        .with_extra(serde_json::json!({ "key": e.key }))
-        .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
-    }
-}
-
-impl From<crate::idempotency::IdempotencyError> for Problem {
-    fn from(e: crate::idempotency::IdempotencyError) -> Self {
-        use crate::idempotency::IdempotencyError as E;
-        tracing::error!(error = %e, "idempotency store failed");
-        match e {
-            E::Store(_) => Problem::unavailable("the idempotency store did not answer; retry shortly"),
-            E::InvalidKey => Problem::bad_request("invalid-key", "Invalid idempotency key", e.to_string()),
-            E::Malformed(_) | E::ClaimLost(_) => Problem::internal(),
-        }
-    }
-}
-
-/// Processing failed after the claim: the claim is released and Stripe retries on the 500.
-impl From<crate::payments::OrdersError> for Problem {
-    fn from(e: crate::payments::OrdersError) -> Self {
-        tracing::error!(error = %e, "orders store failed");
-        Problem::internal()
-    }
-}
-
-impl From<crate::email::EmailQueueError> for Problem {
-    fn from(e: crate::email::EmailQueueError) -> Self {
-        tracing::error!(error = %e, "email queue failed");
-        Problem::internal()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use http::StatusCode;
+
     use super::*;
 
     #[test]
@@ -97,12 +55,5 @@ mod tests {
         assert_eq!(unique.len(), kinds.len(), "each refusal has its own type");
         let p = Problem::from(SignatureError::Stale { age_secs: 400, tolerance_secs: 300 });
         assert!(p.detail.contains("400 s ago"), "{}", p.detail);
-    }
-
-    #[test]
-    fn in_progress_is_409_with_retry_after() {
-        let p = Problem::from(crate::idempotency::InProgress { key: "evt_1".into(), until_ms: 1 });
-        assert_eq!(p.status, StatusCode::CONFLICT);
-        assert!(p.headers.iter().any(|(n, _)| n == header::RETRY_AFTER));
     }
 }

@@ -13,47 +13,29 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::{Deserialize, Serialize};
 
+use crate::clients::dynamo::{self, DynamoError};
 use crate::clock::timestamp_now;
 
 pub const FEED_INDEX: &str = "byFeed";
 const FEED_PUBLISHED: &str = "published";
 
-/// A post id: 1 to 64 of `A-Z a-z 0-9 - _`. Anything else (slashes, dots, percent escapes,
-/// unicode) is refused before it reaches a cache key or a database call.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct PostId(String);
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a post id is 1 to 64 characters of A-Z, a-z, 0-9, '-' and '_'")]
-pub struct InvalidPostId;
+crate::id::define_id!(
+    /// A post id ([`crate::id`]): anything else is refused before it reaches a cache key or a
+    /// database call.
+    PostId,
+    InvalidPostId,
+    "a post id"
+);
 
 impl PostId {
-    pub fn parse(raw: &str) -> Result<Self, InvalidPostId> {
-        let ok =
-            (1..=64).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if ok { Ok(Self(raw.to_owned())) } else { Err(InvalidPostId) }
-    }
-
     /// A new, time-ordered id (UUIDv7, simple form) for posts created through the API.
     pub fn generate() -> Self {
         Self(uuid::Uuid::now_v7().simple().to_string())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for PostId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -85,8 +67,8 @@ impl FeedPosition {
     }
 
     fn from_key(key: &HashMap<String, AttributeValue>) -> Option<Self> {
-        let created_at = key.get("createdAt")?.as_s().ok()?.clone();
-        let id = PostId::parse(key.get("id")?.as_s().ok()?).ok()?;
+        let created_at = dynamo::string(key, "createdAt")?.clone();
+        let id = PostId::parse(dynamo::string(key, "id")?).ok()?;
         Some(Self { created_at, id })
     }
 
@@ -123,8 +105,8 @@ pub struct PostPage {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PostsError {
-    #[error("dynamodb: {0}")]
-    Store(String),
+    #[error(transparent)]
+    Store(#[from] DynamoError),
     #[error("stored item is malformed: {0}")]
     Malformed(String),
     /// The request's deadline came first (a slow source, or a fill that did not land in time).
@@ -132,8 +114,13 @@ pub enum PostsError {
     OutOfTime(#[from] crate::cache::OutOfTime),
 }
 
-fn store_err<E: std::fmt::Display>(e: E) -> PostsError {
-    PostsError::Store(e.to_string())
+/// A failed conditional write: `Conflict` when the condition was false, the store error otherwise.
+fn write_err<E>(operation: &'static str, e: SdkError<E, HttpResponse>) -> WriteError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let e = DynamoError::new(operation, e);
+    if e.is_conflict() { WriteError::Conflict } else { WriteError::Store(e) }
 }
 
 #[derive(Clone, Debug)]
@@ -173,7 +160,7 @@ impl PostsRepo {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| store_err(e.into_service_error()))?;
+            .map_err(|e| DynamoError::new("GetItem", e))?;
         out.item.map(|item| from_item(&item)).transpose()
     }
 
@@ -196,7 +183,7 @@ impl PostsRepo {
             .set_exclusive_start_key(after.map(FeedPosition::start_key))
             .send()
             .await
-            .map_err(|e| store_err(e.into_service_error()))?;
+            .map_err(|e| DynamoError::new("Query", e))?;
         let mut items = out.items().iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
         let next = if items.len() > limit {
             items.truncate(limit);
@@ -233,7 +220,7 @@ impl PostsRepo {
             .expression_attribute_values(":id", AttributeValue::S(id.0.clone()))
             .send()
             .await
-            .map_err(|e| store_err(e.into_service_error()))?;
+            .map_err(|e| DynamoError::new("Query", e))?;
         let indexed = out.items().iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
         Ok(match indexed.first() {
             Some(post) => published && post.version >= version,
@@ -249,7 +236,7 @@ impl PostsRepo {
             .set_item(Some(to_item(post)))
             .send()
             .await
-            .map_err(|e| store_err(e.into_service_error()))?;
+            .map_err(|e| DynamoError::new("PutItem", e))?;
         Ok(())
     }
 
@@ -262,10 +249,7 @@ impl PostsRepo {
             .condition_expression("attribute_not_exists(id)")
             .send()
             .await
-            .map_err(|e| match e.into_service_error() {
-                PutItemError::ConditionalCheckFailedException(_) => WriteError::Conflict,
-                other => WriteError::Store(other.to_string()),
-            })?;
+            .map_err(|e| write_err("PutItem", e))?;
         Ok(())
     }
 
@@ -313,12 +297,11 @@ impl PostsRepo {
         if !removes.is_empty() {
             expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
-        let out = request.update_expression(expression).send().await.map_err(|e| match e.into_service_error() {
-            UpdateItemError::ConditionalCheckFailedException(_) => WriteError::Conflict,
-            other => WriteError::Store(other.to_string()),
-        })?;
-        let item = out.attributes.ok_or_else(|| WriteError::Store("update returned no attributes".into()))?;
-        from_item(&item).map_err(|e| WriteError::Store(e.to_string()))
+        let out = request.update_expression(expression).send().await.map_err(|e| write_err("UpdateItem", e))?;
+        let item = out
+            .attributes
+            .ok_or_else(|| WriteError::Store(DynamoError::malformed("UpdateItem", "no attributes returned")))?;
+        from_item(&item).map_err(|e| WriteError::Store(DynamoError::malformed("UpdateItem", e.to_string())))
     }
 
     /// Deletes the post if it is still at `expected_version` and by `author`.
@@ -332,10 +315,7 @@ impl PostsRepo {
             .expression_attribute_values(":author", AttributeValue::S(author.to_owned()))
             .send()
             .await
-            .map_err(|e| match e.into_service_error() {
-                DeleteItemError::ConditionalCheckFailedException(_) => WriteError::Conflict,
-                other => WriteError::Store(other.to_string()),
-            })?;
+            .map_err(|e| write_err("DeleteItem", e))?;
         Ok(())
     }
 }
@@ -353,8 +333,8 @@ pub enum WriteError {
     /// The condition failed: another write got there first (or the id exists, for a create).
     #[error("the post changed concurrently")]
     Conflict,
-    #[error("dynamodb: {0}")]
-    Store(String),
+    #[error(transparent)]
+    Store(DynamoError),
 }
 
 pub(crate) fn to_item(post: &Post) -> HashMap<String, AttributeValue> {
@@ -376,13 +356,12 @@ pub(crate) fn to_item(post: &Post) -> HashMap<String, AttributeValue> {
 
 pub(crate) fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Post, PostsError> {
     let s = |name: &str| -> Result<String, PostsError> {
-        item.get(name)
-            .and_then(|v| v.as_s().ok())
+        dynamo::string(item, name)
             .cloned()
             .ok_or_else(|| PostsError::Malformed(format!("missing string attribute {name}")))
     };
     let id = PostId::parse(&s("id")?).map_err(|e| PostsError::Malformed(e.to_string()))?;
-    let published = item.get("published").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
+    let published = dynamo::boolean(item, "published").unwrap_or(false);
     let version = item
         .get("version")
         .and_then(|v| v.as_n().ok())

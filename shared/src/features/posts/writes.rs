@@ -166,13 +166,7 @@ pub enum PostWriteError {
     #[error("the post was changed by another request")]
     VersionMismatch { precondition: bool },
     #[error("posts store: {0}")]
-    Store(String),
-}
-
-impl From<crate::posts::PostsError> for PostWriteError {
-    fn from(e: crate::posts::PostsError) -> Self {
-        PostWriteError::Store(e.to_string())
-    }
+    Store(#[from] crate::posts::PostsError),
 }
 
 /// `POSTS_INDEX_WAIT_MS`: how long a write waits for the index to show it before the last bump.
@@ -217,7 +211,7 @@ impl PostWriter {
         self.posts.repo.create(&post).await.map_err(|e| match e {
             // A UUIDv7 collision: practically impossible, and safe to report as a conflict.
             WriteError::Conflict => PostWriteError::VersionMismatch { precondition: false },
-            WriteError::Store(s) => PostWriteError::Store(s),
+            WriteError::Store(e) => PostWriteError::Store(e.into()),
         })?;
         self.posts.invalidate_after_write(&post.id, post.version).await;
         if post.published {
@@ -251,7 +245,7 @@ impl PostWriter {
         let updated =
             self.posts.repo.update(id, author.as_str(), current.version, changes).await.map_err(|e| match e {
                 WriteError::Conflict => PostWriteError::VersionMismatch { precondition: if_match.is_some() },
-                WriteError::Store(s) => PostWriteError::Store(s),
+                WriteError::Store(e) => PostWriteError::Store(e.into()),
             })?;
         self.posts.invalidate_after_write(id, updated.version).await;
         if current.published || updated.published {
@@ -272,7 +266,7 @@ impl PostWriter {
         let current = self.current(author, id, if_match).await?;
         self.posts.repo.delete(id, author.as_str(), current.version).await.map_err(|e| match e {
             WriteError::Conflict => PostWriteError::VersionMismatch { precondition: if_match.is_some() },
-            WriteError::Store(s) => PostWriteError::Store(s),
+            WriteError::Store(e) => PostWriteError::Store(e.into()),
         })?;
         // One past the deleted version: no reader's fill of the deleted post can land.
         self.posts.invalidate_after_write(id, current.version + 1).await;

@@ -34,6 +34,7 @@ use aws_sdk_s3::error::DisplayErrorContext;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::UserId;
+use crate::clients::dynamo::{self, DynamoError};
 use crate::clock::timestamp_now;
 use crate::config::EnvReader;
 use crate::uploads::{KEY_PREFIX, UploadSettings, UploadType, presigning_client, presigning_config};
@@ -153,13 +154,8 @@ pub enum AvatarError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("DynamoDB {op} failed: {message}")]
-    Dynamo {
-        op: &'static str,
-        message: String,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    #[error(transparent)]
+    Dynamo(#[from] DynamoError),
     #[error("the user item is malformed: {0}")]
     BadItem(&'static str),
     #[error("{MAX_WRITE_ATTEMPTS} concurrent records of this user committed first")]
@@ -183,14 +179,6 @@ where
 {
     let message = DisplayErrorContext(&e).to_string();
     AvatarError::S3 { op, message, source: Box::new(e) }
-}
-
-fn dynamo_error<E>(op: &'static str, e: aws_sdk_dynamodb::error::SdkError<E>) -> AvatarError
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    let message = aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string();
-    AvatarError::Dynamo { op, message, source: Box::new(e) }
 }
 
 /// Does `head` start with the signature of `mime`? `None` for a type without a known signature.
@@ -416,7 +404,7 @@ impl Avatars {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| dynamo_error("GetItem", e))?;
+            .map_err(|e| DynamoError::new("GetItem", e))?;
         out.item.map(|item| user_from_item(user, &item)).transpose()
     }
 
@@ -452,10 +440,10 @@ impl Avatars {
         };
         match req.send().await {
             Ok(_) => Ok(UserRecord { id: user.clone(), version: next, avatar: Some(avatar.clone()) }),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                Err(WriteOutcome::Conflict)
-            }
-            Err(e) => Err(WriteOutcome::Failed(dynamo_error("UpdateItem", e))),
+            Err(e) => match DynamoError::new("UpdateItem", e) {
+                e if e.is_conflict() => Err(WriteOutcome::Conflict),
+                e => Err(WriteOutcome::Failed(e.into())),
+            },
         }
     }
 
@@ -507,8 +495,8 @@ fn empty_profile(user: &UserId) -> Profile {
 }
 
 fn user_from_item(user: &UserId, item: &HashMap<String, AttributeValue>) -> Result<UserRecord, AvatarError> {
-    let s = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-    let n = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<u64>().ok());
+    let s = |name: &str| dynamo::string(item, name).cloned();
+    let n = |name: &str| dynamo::number::<u64>(item, name);
     let version = n("version").ok_or(AvatarError::BadItem("version"))?;
     let avatar = match s("avatarKey") {
         None => None,

@@ -78,7 +78,7 @@ impl From<AvatarError> for Problem {
         tracing::error!(error = %e, source = ?std::error::Error::source(&e), "avatar storage failed");
         match e {
             AvatarError::Presign(_) | AvatarError::BadItem(_) => Problem::internal(),
-            AvatarError::S3 { .. } | AvatarError::Dynamo { .. } | AvatarError::Contended => {
+            AvatarError::S3 { .. } | AvatarError::Dynamo(_) | AvatarError::Contended => {
                 Problem::unavailable("storage is busy or unavailable; try again")
             }
         }
