@@ -45,6 +45,14 @@ impl State {
     }
 }
 
+impl shared::runtime::Function for State {
+    type Settings = Settings;
+
+    async fn init(settings: &Settings) -> Result<Self, lambda_http::Error> {
+        Ok(Self::new(settings)?)
+    }
+}
+
 pub async fn handle(state: &State, req: Request) -> Response<Body> {
     http::respond(&state.cors, req, |req| route(state, req)).await
 }

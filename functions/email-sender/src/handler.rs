@@ -88,6 +88,14 @@ impl State {
     }
 }
 
+impl shared::runtime::Function for State {
+    type Settings = Settings;
+
+    async fn init(settings: &Settings) -> Result<Self, lambda_runtime::Error> {
+        Ok(Self::new(settings, &AwsClients::load(false).await)?)
+    }
+}
+
 /// What became of a record that did not fail.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Done {

@@ -4,6 +4,7 @@
 
 mod common;
 
+use shared::config::FromEnv;
 use std::time::Duration;
 
 use common::*;

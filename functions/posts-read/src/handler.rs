@@ -1,17 +1,16 @@
 //! Request in, typed query, cached read, response out.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_http::http::{HeaderName, HeaderValue, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
-use shared::cache::{Cache, CacheStatus};
-use shared::clients::{AwsClients, RedisStore};
+use shared::cache::CacheStatus;
+use shared::clients::AwsClients;
 use shared::deadline::Deadline;
 use shared::http::{self, Cors, Problem};
 use shared::posts::CachedPosts;
+use shared::posts::PostId;
 use shared::posts::{Cursors, PUBLISHED_LIST};
-use shared::posts::{PostId, PostsRepo};
 
 use crate::settings::Settings;
 
@@ -35,15 +34,19 @@ pub struct State {
 
 impl State {
     pub fn new(settings: &Settings, aws: &AwsClients) -> Result<Self, shared::clients::RedisStoreError> {
-        let redis = Arc::new(RedisStore::new(settings.redis.clone())?);
         Ok(Self {
-            posts: CachedPosts::new(
-                PostsRepo::new(aws.dynamodb.clone(), &settings.posts_table),
-                Cache::new(redis, settings.cache),
-            ),
+            posts: CachedPosts::connect(&settings.posts, aws.dynamodb.clone())?,
             cursors: settings.cursors.clone(),
             cors: settings.cors.clone(),
         })
+    }
+}
+
+impl shared::runtime::Function for State {
+    type Settings = Settings;
+
+    async fn init(settings: &Settings) -> Result<Self, lambda_http::Error> {
+        Ok(Self::new(settings, &AwsClients::load(false).await)?)
     }
 }
 

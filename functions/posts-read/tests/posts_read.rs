@@ -2,6 +2,7 @@
 //! reads are counted by `testkit::DynamoMeter`, a proxy between the handler's client and moto,
 //! never by the code under test.
 
+use shared::config::FromEnv;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,7 +51,7 @@ async fn fixture() -> Fixture {
     let meter = DynamoMeter::start(&testkit::aws_endpoint()).await;
     let metered = testkit::aws_clients_at(&meter.endpoint).await;
     let state = State::new(&settings, &metered).expect("state");
-    let repo = PostsRepo::new(testkit::aws_clients().await.dynamodb, &settings.posts_table);
+    let repo = PostsRepo::new(testkit::aws_clients().await.dynamodb, &settings.posts.table);
     Fixture { state, settings, repo, meter, redis, env, _provisioned: provisioned }
 }
 

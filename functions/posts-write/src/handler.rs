@@ -1,15 +1,12 @@
 //! Request in, authenticated author and validated input, conditional write, response out.
 
-use std::sync::Arc;
-
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use shared::auth::{self, AccessTokens, UserId};
-use shared::cache::Cache;
-use shared::clients::{AwsClients, RedisStore, RedisStoreError};
+use shared::clients::{AwsClients, RedisStoreError};
 use shared::deadline::Deadline;
 use shared::http::{self, Cors, Problem};
-use shared::posts::{CachedPosts, NewPost, Post, PostId, PostWriter, PostsRepo, parse_changes};
+use shared::posts::{CachedPosts, NewPost, Post, PostId, PostWriter, parse_changes};
 
 use crate::settings::Settings;
 
@@ -28,16 +25,20 @@ pub struct State {
 
 impl State {
     pub fn new(settings: &Settings, aws: &AwsClients) -> Result<Self, RedisStoreError> {
-        let redis = Arc::new(RedisStore::new(settings.redis.clone())?);
-        let posts = CachedPosts::new(
-            PostsRepo::new(aws.dynamodb.clone(), &settings.posts_table),
-            Cache::new(redis, settings.cache),
-        );
+        let posts = CachedPosts::connect(&settings.posts, aws.dynamodb.clone())?;
         Ok(Self {
             writer: PostWriter::new(posts, settings.index_wait),
             tokens: AccessTokens::new(&settings.access_tokens),
             cors: settings.cors.clone(),
         })
+    }
+}
+
+impl shared::runtime::Function for State {
+    type Settings = Settings;
+
+    async fn init(settings: &Settings) -> Result<Self, lambda_http::Error> {
+        Ok(Self::new(settings, &AwsClients::load(false).await)?)
     }
 }
 

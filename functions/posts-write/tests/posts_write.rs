@@ -2,6 +2,7 @@
 //! writes are visible on the next read, the author rule, conditional writes, the stale-fill race
 //! and the stampede guard.
 
+use shared::config::FromEnv;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -54,7 +55,7 @@ async fn fixture_on(endpoint: &str) -> Fixture {
     Fixture {
         write: posts_write::handler::State::new(&write_settings, &aws).unwrap(),
         read: posts_read::handler::State::new(&read_settings, &aws).unwrap(),
-        repo: PostsRepo::new(aws.dynamodb.clone(), &write_settings.posts_table),
+        repo: PostsRepo::new(aws.dynamodb.clone(), &write_settings.posts.table),
         env,
         tokens,
         redis,

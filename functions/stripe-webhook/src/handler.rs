@@ -58,6 +58,14 @@ impl State {
     }
 }
 
+impl shared::runtime::Function for State {
+    type Settings = Settings;
+
+    async fn init(settings: &Settings) -> Result<Self, lambda_http::Error> {
+        Ok(Self::new(settings, &AwsClients::load(false).await))
+    }
+}
+
 pub async fn handle(state: &State, req: Request) -> Response<Body> {
     deliver(state, &req).await.unwrap_or_else(|e| Problem::from(e).to_response())
 }

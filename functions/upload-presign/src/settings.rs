@@ -1,7 +1,7 @@
 //! upload-presign configuration, from the environment.
 
 use shared::auth::access::AccessTokenSettings;
-use shared::config::{ConfigError, EnvReader};
+use shared::config::{ConfigError, EnvReader, FromEnv};
 use shared::http::Cors;
 use shared::uploads::AvatarSettings;
 use shared::uploads::UploadSettings;
@@ -14,8 +14,8 @@ pub struct Settings {
     pub access_tokens: AccessTokenSettings,
 }
 
-impl Settings {
-    pub fn from_env(mut env: EnvReader<'_>) -> Result<Self, ConfigError> {
+impl FromEnv for Settings {
+    fn from_env(mut env: EnvReader<'_>) -> Result<Self, ConfigError> {
         let settings = Settings {
             uploads: UploadSettings::from_env(&mut env),
             avatars: AvatarSettings::from_env(&mut env),

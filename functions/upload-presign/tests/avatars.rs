@@ -7,6 +7,7 @@
 
 mod common;
 
+use shared::config::FromEnv;
 use std::collections::HashMap;
 
 use common::{BUCKET, PNG_1X1, S3sServer, json_of, profile_with, put, record_with};

@@ -5,6 +5,7 @@
 
 mod common;
 
+use shared::config::FromEnv;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{Fixture, assert_server_key, json_of, put};

@@ -78,6 +78,13 @@ impl<'a> EnvReader<'a> {
         EnvReader { lookup: Box::new(|k| std::env::var(k).ok()), problems: Vec::new() }
     }
 
+    /// A reader over fixed pairs instead of the process environment (tests, tools).
+    pub fn from_pairs(vars: &[(&str, &str)]) -> EnvReader<'static> {
+        let map: std::collections::HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        EnvReader::from_fn(move |k| map.get(k).cloned())
+    }
+
     pub fn from_fn(lookup: impl Fn(&str) -> Option<String> + 'a) -> Self {
         Self { lookup: Box::new(lookup), problems: Vec::new() }
     }
@@ -180,6 +187,12 @@ impl<'a> EnvReader<'a> {
 
 /// Prints a configuration error the way an operator reads it in CloudWatch, then exits.
 /// Used by every `main` so a misconfigured function fails its init with one clear message.
+/// A function's settings, read from the environment in one pass: every missing or invalid
+/// variable is named in the one error (`env.finish`).
+pub trait FromEnv: Sized {
+    fn from_env(env: EnvReader<'_>) -> Result<Self, ConfigError>;
+}
+
 pub fn exit_on_error<T>(result: Result<T, ConfigError>) -> T {
     match result {
         Ok(v) => v,
@@ -193,11 +206,9 @@ pub fn exit_on_error<T>(result: Result<T, ConfigError>) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn reader(vars: &[(&str, &str)]) -> EnvReader<'static> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        EnvReader::from_fn(move |k| map.get(k).cloned())
+        EnvReader::from_pairs(vars)
     }
 
     #[test]

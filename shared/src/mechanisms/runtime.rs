@@ -11,7 +11,60 @@
 use std::convert::Infallible;
 use std::future::Future;
 
+use lambda_http::lambda_runtime::{self, LambdaEvent};
 use lambda_http::{Body, Request, Response};
+use serde::de::DeserializeOwned;
+
+use crate::config::{EnvReader, FromEnv, exit_on_error};
+
+/// What a function builds once per execution environment, before its first invocation: its
+/// settings from the environment, then its state (clients, keys), shared by every invocation.
+pub trait Function: Sized + Sync + 'static {
+    /// The function's typed configuration.
+    type Settings: FromEnv;
+
+    /// Builds the state the invocations share.
+    fn init(settings: &Self::Settings) -> impl Future<Output = Result<Self, lambda_runtime::Error>>;
+}
+
+/// Logs, settings (the process exits naming every bad variable), state: the start of every
+/// `main`. The state lives as long as the process, so it is leaked into a `'static` borrow that
+/// every invocation (and, on Managed Instances, every concurrent one) shares.
+async fn start<S: Function>() -> Result<&'static S, lambda_runtime::Error> {
+    crate::telemetry::init();
+    let settings = exit_on_error(S::Settings::from_env(EnvReader::from_env()));
+    Ok(Box::leak(Box::new(S::init(&settings).await?)))
+}
+
+/// The whole `main` of an HTTP function (API Gateway or a Function URL).
+pub fn run_http<S, F, Fut>(handle: F) -> Result<(), lambda_runtime::Error>
+where
+    S: Function,
+    F: Fn(&'static S, Request) -> Fut,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    block_on(async { serve_http(start::<S>().await?, handle).await })
+}
+
+/// The whole `main` of an event function (SQS, ...): `handle` answers every event itself.
+pub fn run_events<S, E, R, F, Fut>(handle: F) -> Result<(), lambda_runtime::Error>
+where
+    S: Function,
+    E: DeserializeOwned + Send + 'static,
+    R: serde::Serialize + Send + 'static,
+    F: Fn(&'static S, LambdaEvent<E>) -> Fut,
+    Fut: Future<Output = R> + 'static,
+{
+    block_on(async {
+        let state = start::<S>().await?;
+        let handle = &handle;
+        lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<E>| {
+            let answer = handle(state, event);
+            async move { Ok::<_, Infallible>(answer.await) }
+        }))
+        .await
+    })
+}
 
 /// How many invocations Lambda may run at once in this process (1 unless set above 1).
 pub fn max_concurrency() -> usize {

@@ -2,6 +2,7 @@
 //! `State` built from a plain environment map (no AWS needed), requests as API Gateway delivers
 //! them, and inspection of Redis from the outside through `redis-cli`.
 
+use shared::config::FromEnv;
 use std::collections::HashMap;
 use std::process::Command;
 

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+use shared::config::FromEnv;
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+use shared::config::FromEnv;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;

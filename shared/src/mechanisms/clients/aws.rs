@@ -110,6 +110,11 @@ impl AwsClients {
             sqs: aws_sdk_sqs::Client::new(sdk),
         }
     }
+
+    /// [`load_sdk_config`], then [`new`](Self::new): what a function's init does.
+    pub async fn load(s3_force_path_style: bool) -> Self {
+        Self::new(&load_sdk_config().await, s3_force_path_style)
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,35 @@
+//! Where the posts live, as posts-read and posts-write both configure it: the DynamoDB table
+//! (`POSTS_TABLE`), the Redis cache in front of it (`REDIS_*`) and the cache's TTLs (`CACHE_*`).
+
+use std::sync::Arc;
+
+use crate::cache::{Cache, CacheSettings};
+use crate::clients::{RedisSettings, RedisStore, RedisStoreError};
+use crate::config::EnvReader;
+use crate::posts::{CachedPosts, PostsRepo};
+
+#[derive(Clone, Debug)]
+pub struct PostsSettings {
+    pub table: String,
+    pub redis: RedisSettings,
+    pub cache: CacheSettings,
+}
+
+impl PostsSettings {
+    pub fn from_env(env: &mut EnvReader<'_>) -> Self {
+        Self {
+            table: env.required("POSTS_TABLE", "the DynamoDB posts table name"),
+            redis: RedisSettings::from_env(env),
+            cache: CacheSettings::from_env(env),
+        }
+    }
+}
+
+impl CachedPosts {
+    /// The table and its cache, built once per execution environment. Connecting to Redis is
+    /// lazy (the first command connects), so this does no I/O.
+    pub fn connect(settings: &PostsSettings, dynamodb: aws_sdk_dynamodb::Client) -> Result<Self, RedisStoreError> {
+        let redis = Arc::new(RedisStore::new(settings.redis.clone())?);
+        Ok(Self::new(PostsRepo::new(dynamodb, &settings.table), Cache::new(redis, settings.cache)))
+    }
+}
