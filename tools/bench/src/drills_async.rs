@@ -362,8 +362,7 @@ pub async fn ses_outage(bin_dir: &Path, env: &[(String, String)]) -> DrillResult
     }
     let logs = f.stop().await.logs;
 
-    let data: Value =
-        reqwest::get(format!("{endpoint}/moto-api/data.json")).await.expect("moto").json().await.expect("json");
+    let data: Value = testkit::moto_data(&endpoint).await;
     let sent: Vec<String> = data["ses"]["Message"]
         .as_array()
         .into_iter()

@@ -71,12 +71,7 @@ impl Fixture {
 
     /// Every message moto's SES accepted from this fixture's sender.
     pub async fn sent(&self) -> Vec<Value> {
-        let data: Value = reqwest::get(format!("{}/moto-api/data.json", self.endpoint))
-            .await
-            .expect("moto data")
-            .json()
-            .await
-            .expect("moto data is JSON");
+        let data = testkit::moto_data(&self.endpoint).await;
         data["ses"]["Message"]
             .as_array()
             .into_iter()
