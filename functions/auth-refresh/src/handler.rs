@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use shared::auth::access::AccessTokens;
 use shared::auth::{self, RefreshError, RefreshTokenStore, Rejection, Session, Sessions};
 use shared::clients::{RedisStore, RedisStoreError};
-use shared::http::{self, Cors, Problem};
+use shared::http::{self, Cors, Problem, Route, Routes};
 
 use crate::settings::Settings;
 
@@ -28,7 +28,6 @@ pub const COOKIE: &str = "refresh_token";
 pub const COOKIE_PATH: &str = "/auth";
 /// A token body is ~150 bytes; anything far larger is not one.
 pub const MAX_BODY_BYTES: usize = 4096;
-const ALLOWED: &str = "POST, OPTIONS";
 
 /// Built once per execution environment.
 #[derive(Clone, Debug)]
@@ -57,14 +56,25 @@ pub async fn handle(state: &State, req: Request) -> Response<Body> {
     http::respond(&state.cors, req, |req| route(state, req)).await
 }
 
+/// What auth-refresh serves (`template.yaml` declares the same routes; `tools/e2e` checks it).
+#[derive(Clone, Copy, Debug)]
+pub enum Op {
+    Refresh,
+    Logout,
+    LogoutAll,
+}
+
+pub const ROUTES: Routes<Op> = Routes(&[
+    Route { method: Method::POST, path: "/auth/refresh", op: Op::Refresh },
+    Route { method: Method::POST, path: "/auth/logout", op: Op::Logout },
+    Route { method: Method::POST, path: "/auth/logout-all", op: Op::LogoutAll },
+]);
+
 async fn route(state: &State, req: Request) -> Result<Response<Body>, Problem> {
-    let is_post = req.method() == Method::POST;
-    match http::path_segments(&req).as_slice() {
-        [.., "auth", "refresh"] if is_post => refresh(state, &req).await,
-        [.., "auth", "logout"] if is_post => logout(state, &req).await,
-        [.., "auth", "logout-all"] if is_post => logout_all(state, &req).await,
-        [.., "auth", "refresh" | "logout" | "logout-all"] => Err(Problem::method_not_allowed(ALLOWED)),
-        _ => Err(Problem::not_found("no such route")),
+    match ROUTES.find(&req)?.op {
+        Op::Refresh => refresh(state, &req).await,
+        Op::Logout => logout(state, &req).await,
+        Op::LogoutAll => logout_all(state, &req).await,
     }
 }
 

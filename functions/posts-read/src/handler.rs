@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use lambda_http::http::{HeaderName, HeaderValue, StatusCode};
+use lambda_http::http::{HeaderName, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use shared::cache::CacheStatus;
 use shared::clients::AwsClients;
 use shared::deadline::Deadline;
-use shared::http::{self, Cors, Problem};
+use shared::http::{self, Cors, Problem, Route, Routes};
 use shared::posts::CachedPosts;
 use shared::posts::PostId;
 use shared::posts::{Cursors, PUBLISHED_LIST};
@@ -67,14 +67,24 @@ fn deadline(req: &Request) -> Deadline {
     }
 }
 
+/// What posts-read serves (`template.yaml` declares the same routes; `tools/e2e` checks it).
+#[derive(Clone, Copy, Debug)]
+pub enum Op {
+    List,
+    Get,
+}
+
+pub const ROUTES: Routes<Op> = Routes(&[
+    Route { method: Method::GET, path: "/posts", op: Op::List },
+    Route { method: Method::GET, path: "/posts/{id}", op: Op::Get },
+]);
+
 async fn route(state: &State, req: Request) -> Result<Response<Body>, Problem> {
-    let segments = http::path_segments(&req);
-    let is_get = req.method() == lambda_http::http::Method::GET;
-    match segments.as_slice() {
-        [.., "posts", id] if is_get => get_post(state, id, deadline(&req)).await,
-        [.., "posts"] if is_get => list_posts(state, &req).await,
-        [.., "posts", _] | [.., "posts"] => Err(Problem::method_not_allowed("GET, OPTIONS")),
-        _ => Err(Problem::not_found("no such route")),
+    let matched = ROUTES.find(&req)?;
+    match (matched.op, matched.params.as_slice()) {
+        (Op::Get, [id]) => get_post(state, id, deadline(&req)).await,
+        (Op::List, _) => list_posts(state, &req).await,
+        (Op::Get, _) => Err(Problem::not_found("no such route")),
     }
 }
 

@@ -5,7 +5,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use shared::auth::{self, AccessTokens, UserId};
 use shared::clients::{AwsClients, RedisStoreError};
 use shared::deadline::Deadline;
-use shared::http::{self, Cors, Problem};
+use shared::http::{self, Cors, Problem, Route, Routes};
 use shared::posts::{CachedPosts, NewPost, Post, PostId, PostWriter, parse_changes};
 
 use crate::settings::Settings;
@@ -46,16 +46,27 @@ pub async fn handle(state: &State, req: Request) -> Response<Body> {
     http::respond(&state.cors, req, |req| route(state, req)).await
 }
 
+/// What posts-write serves (`template.yaml` declares the same routes; `tools/e2e` checks it).
+#[derive(Clone, Copy, Debug)]
+pub enum Op {
+    Create,
+    Update,
+    Delete,
+}
+
+pub const ROUTES: Routes<Op> = Routes(&[
+    Route { method: Method::POST, path: "/posts", op: Op::Create },
+    Route { method: Method::PATCH, path: "/posts/{id}", op: Op::Update },
+    Route { method: Method::DELETE, path: "/posts/{id}", op: Op::Delete },
+]);
+
 async fn route(state: &State, req: Request) -> Result<Response<Body>, Problem> {
-    let segments = http::path_segments(&req);
-    let method = req.method().clone();
-    match (segments.as_slice(), method) {
-        ([.., "posts", id], Method::PATCH) => update(state, &req, id).await,
-        ([.., "posts", id], Method::DELETE) => delete(state, &req, id).await,
-        ([.., "posts"], Method::POST) => create(state, &req).await,
-        ([.., "posts", _], _) => Err(Problem::method_not_allowed("PATCH, DELETE, OPTIONS")),
-        ([.., "posts"], _) => Err(Problem::method_not_allowed("POST, OPTIONS")),
-        _ => Err(Problem::not_found("no such route")),
+    let matched = ROUTES.find(&req)?;
+    match (matched.op, matched.params.as_slice()) {
+        (Op::Create, _) => create(state, &req).await,
+        (Op::Update, [id]) => update(state, &req, id).await,
+        (Op::Delete, [id]) => delete(state, &req, id).await,
+        (Op::Update | Op::Delete, _) => Err(Problem::not_found("no such route")),
     }
 }
 

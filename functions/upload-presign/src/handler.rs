@@ -4,7 +4,7 @@ use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use shared::auth::{self, AccessTokens, UserId};
 use shared::clients::AwsClients;
-use shared::http::{self, Cors, Problem};
+use shared::http::{self, Cors, Problem, Route, Routes};
 use shared::uploads::{Avatars, RecordRequest, UploadRequest, Uploads};
 
 use crate::settings::Settings;
@@ -48,16 +48,27 @@ pub async fn handle(state: &State, req: Request) -> Response<Body> {
     http::respond(&state.cors, req, |req| route(state, req)).await
 }
 
+/// What upload-presign serves (`template.yaml` declares the same routes; `tools/e2e` checks it).
+#[derive(Clone, Copy, Debug)]
+pub enum Op {
+    Presign,
+    RecordAvatar,
+    Profile,
+}
+
+pub const ROUTES: Routes<Op> = Routes(&[
+    Route { method: Method::POST, path: "/uploads", op: Op::Presign },
+    Route { method: Method::PUT, path: "/users/me/avatar", op: Op::RecordAvatar },
+    Route { method: Method::GET, path: "/users/{id}", op: Op::Profile },
+]);
+
 async fn route(state: &State, req: Request) -> Result<Response<Body>, Problem> {
-    let segments = http::path_segments(&req);
-    match (segments.as_slice(), req.method()) {
-        ([.., "uploads"], &Method::POST) => create(state, &req).await,
-        ([.., "uploads"], _) => Err(Problem::method_not_allowed("POST, OPTIONS")),
-        ([.., "users", "me", "avatar"], &Method::PUT) => record(state, &req).await,
-        ([.., "users", "me", "avatar"], _) => Err(Problem::method_not_allowed("PUT, OPTIONS")),
-        ([.., "users", id], &Method::GET) => profile(state, id).await,
-        ([.., "users", _], _) => Err(Problem::method_not_allowed("GET, OPTIONS")),
-        _ => Err(Problem::not_found("no such route")),
+    let matched = ROUTES.find(&req)?;
+    match (matched.op, matched.params.as_slice()) {
+        (Op::Presign, _) => create(state, &req).await,
+        (Op::RecordAvatar, _) => record(state, &req).await,
+        (Op::Profile, [id]) => profile(state, id).await,
+        (Op::Profile, _) => Err(Problem::not_found("no such route")),
     }
 }
 

@@ -25,7 +25,7 @@ use shared::email::{EmailAddress, EmailContent, EmailJob, EmailQueue, PasswordRe
 use shared::payments::{Order, OrderId, OrderItem, OrderStatus, OrdersRepo};
 
 use crate::drills::DrillResult;
-use crate::stack_env::{get, with};
+use testkit::stack_env::{get, with};
 
 /// Accepts TCP connections and never answers: a dependency that hangs.
 async fn black_hole() -> (u16, tokio::task::JoinHandle<()>) {

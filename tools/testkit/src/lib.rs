@@ -15,6 +15,7 @@ use shared::clients::AwsClients;
 pub mod dynamo_meter;
 pub mod redis_server;
 pub mod serial_moto;
+pub mod stack_env;
 pub use dynamo_meter::{DynamoMeter, Reads};
 pub use redis_server::{Persistence, RedisCluster, RedisServer};
 pub use serial_moto::SerialMoto;

@@ -53,14 +53,17 @@ impl Problem {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }
 
-    pub fn method_not_allowed(allowed: &'static str) -> Self {
-        Self::new(
+    pub fn method_not_allowed(allowed: &str) -> Self {
+        let problem = Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method-not-allowed",
             "Method not allowed",
             format!("allowed: {allowed}"),
-        )
-        .with_header(header::ALLOW, HeaderValue::from_static(allowed))
+        );
+        match HeaderValue::from_str(allowed) {
+            Ok(value) => problem.with_header(header::ALLOW, value),
+            Err(_) => problem,
+        }
     }
 
     /// A failure on our side. The detail stays generic; the cause goes to the log.
