@@ -24,6 +24,8 @@
 //! - [`payments`]: Stripe signature verification and events, orders, subscriptions.
 //! - [`email`]: jobs, the queue, templates, transports, money.
 
+#![warn(missing_docs)]
+
 mod features;
 mod mechanisms;
 
