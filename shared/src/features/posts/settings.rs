@@ -8,14 +8,19 @@ use crate::clients::{RedisSettings, RedisStore, RedisStoreError};
 use crate::config::EnvReader;
 use crate::posts::{CachedPosts, PostsRepo};
 
+/// What posts-read and posts-write read from the environment to reach the posts.
 #[derive(Clone, Debug)]
 pub struct PostsSettings {
+    /// The DynamoDB table (`POSTS_TABLE`).
     pub table: String,
+    /// The Redis cache's connection (`REDIS_*`).
     pub redis: RedisSettings,
+    /// The cache's TTLs and guard timings (`CACHE_*`).
     pub cache: CacheSettings,
 }
 
 impl PostsSettings {
+    /// Reads `POSTS_TABLE`, `REDIS_*` and `CACHE_*`; each bad one is recorded on `env`.
     pub fn from_env(env: &mut EnvReader<'_>) -> Self {
         Self {
             table: env.required("POSTS_TABLE", "the DynamoDB posts table name"),
