@@ -1,5 +1,6 @@
 //! Where the posts live, as posts-read and posts-write both configure it: the DynamoDB table
-//! (`POSTS_TABLE`), the Redis cache in front of it (`REDIS_*`) and the cache's TTLs (`CACHE_*`).
+//! (`POSTS_TABLE`) and the Redis cache in front of it (`REDIS_*`). The cache's own settings read no
+//! variable: its TTLs are the posts' constants and its waits follow the invocation's deadline.
 
 use std::sync::Arc;
 
@@ -15,12 +16,12 @@ pub struct PostsSettings {
     pub table: String,
     /// The Redis cache's connection (`REDIS_*`).
     pub redis: RedisSettings,
-    /// The cache's TTLs and guard timings (`CACHE_*`).
+    /// How the cache's waiters poll for a fill (fixed defaults; no variable).
     pub cache: CacheSettings,
 }
 
 impl PostsSettings {
-    /// Reads `POSTS_TABLE`, `REDIS_*` and `CACHE_*`; each bad one is recorded on `env`.
+    /// Reads `POSTS_TABLE` and `REDIS_*`; each bad one is recorded on `env`.
     pub fn from_env(env: &mut EnvReader<'_>) -> Self {
         Self {
             table: env.required("POSTS_TABLE", "the DynamoDB posts table name"),

@@ -34,10 +34,13 @@ fn timeouts() -> TimeoutConfig {
 /// Why a PEM bundle cannot be a trust store.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustStoreError {
+    /// The bundle is not PEM.
     #[error("not PEM certificates: {0}")]
     Pem(#[source] rustls::pki_types::pem::Error),
+    /// A certificate parsed but rustls refuses it as a trust anchor.
     #[error("a certificate is not a usable trust anchor: {0}")]
     Anchor(#[source] rustls::Error),
+    /// The PEM holds no certificate.
     #[error("no certificate in the bundle")]
     Empty,
 }
@@ -93,9 +96,13 @@ pub async fn load_sdk_config() -> SdkConfig {
 /// The AWS clients a function may use; each is cheap to clone (an `Arc` inside).
 #[derive(Clone, Debug)]
 pub struct AwsClients {
+    /// DynamoDB, with the bundle's timeouts.
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// S3, path-style when asked for (S3-compatible stores).
     pub s3: aws_sdk_s3::Client,
+    /// SES v2, for email.
     pub sesv2: aws_sdk_sesv2::Client,
+    /// SQS, for the email queue and its dead-letter queue.
     pub sqs: aws_sdk_sqs::Client,
 }
 
