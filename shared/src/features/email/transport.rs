@@ -61,7 +61,7 @@ pub trait Transport: Send + Sync {
     /// `ses`, `http` or `log`.
     fn name(&self) -> &'static str;
 
-    /// Sends one message, giving up at `options.deadline` (as a transient failure).
+    /// Sends one message; a send still running at `options.deadline` fails as transient.
     fn send<'a>(
         &'a self,
         message: &'a EmailMessage,

@@ -269,7 +269,7 @@ pub struct PaymentIntent {
     pub id: String,
     /// In minor units of `currency`.
     pub amount: i64,
-    /// What was received, in minor units; absent in older API versions.
+    /// What was received, in minor units, when Stripe sends it (see [`PaymentIntent::received`]).
     #[serde(default)]
     pub amount_received: Option<i64>,
     /// Lowercase ISO 4217, as Stripe sends it.

@@ -43,7 +43,7 @@ struct Payload {
 /// Why a cursor was refused; each becomes a 400 problem with its own detail.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CursorError {
-    /// Not two base64url parts, or a payload that does not decode.
+    /// Too long, not two base64url parts, or a payload that does not decode to a position.
     #[error("the cursor is malformed or truncated; use the nextCursor of a previous page as it is")]
     Malformed,
     /// The tag does not match: not a cursor this service signed, or signed under an older key.

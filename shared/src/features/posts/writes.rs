@@ -28,7 +28,7 @@ pub const BODY_MAX_BYTES: usize = 50 * 1024;
 /// One invalid field of a request body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FieldError {
-    /// The JSON field (`title`, `body`, `published`, or `""` for the body as a whole).
+    /// The JSON member at fault (`title`, an unknown name, ...), or `""` for the body as a whole.
     pub field: String,
     /// What is wrong with it, for the client.
     pub message: String,
@@ -253,7 +253,8 @@ impl PostWriter {
         Ok(post)
     }
 
-    /// Applies `changes` as the author, if the post is still at `if_match` (when given); the new version.
+    /// Applies `changes` as the author, if the post is still at `if_match` (when given), and
+    /// returns the post as written.
     pub async fn update(
         &self,
         author: &UserId,

@@ -147,7 +147,7 @@ pub enum AvatarRefused {
     /// The key's type is not one of [`AVATAR_TYPES`].
     #[error("an avatar is one of: {}", AVATAR_TYPES.join(", "))]
     NotAnAvatarType,
-    /// No object under the key (the PUT has not happened, or it expired).
+    /// No object under the key (the PUT has not happened yet, or the lifecycle rule removed it).
     #[error("nothing was uploaded under this key (yet)")]
     NotUploaded,
     /// The object has zero bytes.
@@ -252,7 +252,7 @@ pub struct Avatar {
 /// A user's item in `Users`: key `id`; `version` counts avatar writes (the write condition).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserRecord {
-    /// The table key.
+    /// The user, the `Users` table key.
     pub id: UserId,
     /// Avatar writes so far; each write requires the version it read.
     pub version: u64,
@@ -264,7 +264,7 @@ pub struct UserRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Profile {
-    /// The user's id.
+    /// The user whose profile this is.
     pub id: String,
     /// The avatar, `null` when the user has none.
     pub avatar: Option<AvatarView>,

@@ -201,7 +201,7 @@ pub struct UploadPlan {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PresignedUpload {
-    /// The presigned URL.
+    /// The presigned S3 URL to PUT the file to, valid until `expiresAt`.
     pub upload_url: String,
     /// Always `PUT`.
     pub method: &'static str,

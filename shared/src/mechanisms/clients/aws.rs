@@ -76,7 +76,8 @@ fn tls_context() -> TlsContext {
 
 /// Loads region, credentials and endpoints from the environment, once. The HTTP client is the
 /// SDK's default one (as aws-smithy-runtime's `default_https_client` builds it: rustls + aws-lc,
-/// connector settings, sleep, proxy from the environment) with [`tls_context`].
+/// connector settings, sleep, proxy from the environment) with this module's TLS context:
+/// `AWS_CA_BUNDLE`'s certificates when set and usable, else the embedded Amazon roots.
 pub async fn load_sdk_config() -> SdkConfig {
     let context = tls_context();
     let http = Builder::new().build_with_connector_fn(move |settings, components| {
@@ -100,9 +101,9 @@ pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     /// S3, path-style when asked for (S3-compatible stores).
     pub s3: aws_sdk_s3::Client,
-    /// SES v2, for email.
+    /// SES v2 (sending email).
     pub sesv2: aws_sdk_sesv2::Client,
-    /// SQS, for the email queue and its dead-letter queue.
+    /// SQS (queues and their dead-letter queues).
     pub sqs: aws_sdk_sqs::Client,
 }
 

@@ -5,7 +5,7 @@
 //! must be replaced without failing the request that finds it. So:
 //! - the connection is opened lazily, on first use, with a connect timeout; init never waits on it;
 //! - every command runs under a response timeout;
-//! - the link is a small state machine ([`Link`]): idle, up (a numbered connection), or backing
+//! - the link is a small state machine (`Link`): idle, up (a numbered connection), or backing
 //!   off after a failed connect. A caller that sees its connection break drops *that* connection
 //!   only (never a newer one another caller opened meanwhile) and an idempotent command is retried
 //!   once on a fresh one (a stale socket after a thaw is the common case and costs one reconnect);

@@ -1,7 +1,7 @@
 //! The only place HTTP shapes are made, knowing no feature: [`problem`]+json errors, JSON
-//! responses and [`respond`], [`cors`], [`cookies`] and [`request`] decoding.
+//! responses and [`respond`](mod@respond), [`cors`], [`cookies`] and [`request`] decoding.
 //!
-//! Handlers return `Result<Response<Body>, Problem>`; [`respond`] turns that into the final
+//! Handlers return `Result<Response<Body>, Problem>`; [`respond()`] turns that into the final
 //! response. Each feature maps its own errors to problems (`features/*/problem.rs`); a function
 //! maps what only it decides (the webhook's retry policy).
 
