@@ -8,7 +8,7 @@
 //! - [`telemetry`]: JSON logs that carry the Lambda request id.
 //! - [`clock`]: every "now" (epoch seconds, milliseconds, RFC 3339).
 //! - [`deadline`]: the invocation's deadline, and what is left of it.
-//! - [`runtime`]: the tokio runtime and the HTTP serve loop every HTTP `main` uses.
+//! - [`runtime`]: the tokio runtime and the one `main` of every function (HTTP or events).
 //! - [`clients`]: one SdkConfig → DynamoDB / S3 / SESv2 / SQS, Redis, typed DynamoDB errors.
 //! - [`outbound`]: the reqwest client: timeouts, retries with backoff, `Retry-After`, deadline.
 //! - [`http`]: problem+json, CORS, cookies, request decoding, respond; knows no feature.
@@ -23,6 +23,8 @@
 //! - [`uploads`]: presigned uploads, filenames, avatars.
 //! - [`payments`]: Stripe signature verification and events, orders, subscriptions.
 //! - [`email`]: jobs, the queue, templates, transports, money.
+
+#![warn(missing_docs)]
 
 mod features;
 mod mechanisms;

@@ -43,11 +43,14 @@ use crate::deadline::Deadline;
 /// Whether a value came from the cache; sent to clients as `x-cache: hit|miss`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheStatus {
+    /// Served from Redis.
     Hit,
+    /// Loaded from the source (or Redis was unavailable).
     Miss,
 }
 
 impl CacheStatus {
+    /// The `x-cache` header value: `hit` or `miss`.
     pub fn as_str(self) -> &'static str {
         match self {
             CacheStatus::Hit => "hit",
@@ -117,7 +120,9 @@ return 1
 /// spaced out rather than hammering Redis for seconds).
 #[derive(Clone, Copy, Debug)]
 pub struct CacheSettings {
+    /// First interval between a waiter's reads of the key (10 ms by default).
     pub poll_every: Duration,
+    /// Longest interval the polls back off to (50 ms by default).
     pub poll_max: Duration,
     /// Time kept back from a waiter's deadline to answer (a 503) instead of timing out.
     pub answer_reserve: Duration,
@@ -150,7 +155,9 @@ pub struct OutOfTime;
 /// Lifetimes of what a fill writes: a value, and the record that the source has nothing.
 #[derive(Clone, Copy, Debug)]
 pub struct Ttls {
+    /// TTL of a cached value, before jitter.
     pub value: Duration,
+    /// TTL of a cached "absent", before jitter; usually shorter.
     pub absent: Duration,
 }
 
@@ -161,6 +168,7 @@ struct Scripts {
     invalidate: Script,
 }
 
+/// Cache-aside over one Redis store: get-or-load, counters and versioned invalidation. Cheap to clone.
 #[derive(Clone)]
 pub struct Cache {
     redis: Arc<RedisStore>,
@@ -194,6 +202,7 @@ fn payload(entry: &str) -> Option<&str> {
 }
 
 impl Cache {
+    /// A cache over `redis`; prepares its scripts (loaded into Redis on first use).
     pub fn new(redis: Arc<RedisStore>, settings: CacheSettings) -> Self {
         let scripts = Scripts {
             read_or_lock: Script::new(READ_OR_LOCK),
@@ -204,6 +213,7 @@ impl Cache {
         Self { redis, settings, scripts: Arc::new(scripts) }
     }
 
+    /// The Redis store underneath, for callers that need a raw command.
     pub fn redis(&self) -> &Arc<RedisStore> {
         &self.redis
     }

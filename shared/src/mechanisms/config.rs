@@ -12,7 +12,9 @@ use std::time::Duration;
 /// One variable that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The variable's name (`REDIS_URL`).
     pub variable: String,
+    /// What a usable value looks like, as the operator should read it.
     pub expected: String,
     /// `None` when the variable was missing; otherwise why its value was refused (never the value
     /// itself, which may be a secret).
@@ -22,6 +24,7 @@ pub struct Problem {
 /// Every variable that could not be used, in the order they were read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
+    /// Each problem, in the order the variables were read.
     pub problems: Vec<Problem>,
 }
 
@@ -43,9 +46,11 @@ impl fmt::Display for ConfigError {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a value read from the environment.
     pub fn new(value: impl Into<String>) -> Self {
         Self(value.into())
     }
+    /// The value itself, for the one place that uses it (a key, a header); never log it.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -57,11 +62,11 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Reads variables from a lookup function (the process environment in production, a map in tests)
-/// and collects problems instead of stopping at the first one.
 /// Where variables come from: the process environment, or a map in tests.
 type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
 
+/// Reads variables from a lookup function (the process environment in production, a map in tests)
+/// and collects problems instead of stopping at the first one.
 pub struct EnvReader<'a> {
     lookup: Lookup<'a>,
     problems: Vec<Problem>,
@@ -74,6 +79,7 @@ impl Default for EnvReader<'static> {
 }
 
 impl<'a> EnvReader<'a> {
+    /// A reader over the process environment.
     pub fn from_env() -> EnvReader<'static> {
         EnvReader { lookup: Box::new(|k| std::env::var(k).ok()), problems: Vec::new() }
     }
@@ -85,6 +91,7 @@ impl<'a> EnvReader<'a> {
         EnvReader::from_fn(move |k| map.get(k).cloned())
     }
 
+    /// A reader over any lookup (a map in tests). Values are trimmed; a blank one counts as unset.
     pub fn from_fn(lookup: impl Fn(&str) -> Option<String> + 'a) -> Self {
         Self { lookup: Box::new(lookup), problems: Vec::new() }
     }
@@ -108,10 +115,12 @@ impl<'a> EnvReader<'a> {
         }
     }
 
+    /// A string, or `None` when unset or blank.
     pub fn optional(&mut self, name: &str) -> Option<String> {
         self.raw(name)
     }
 
+    /// A required value, kept as a [`Secret`]; empty (never used: `finish` fails) when missing.
     pub fn secret(&mut self, name: &str, expected: &str) -> Secret {
         Secret(self.required(name, expected))
     }
@@ -155,6 +164,7 @@ impl<'a> EnvReader<'a> {
         Duration::from_secs(self.int_in(name, default_s, range))
     }
 
+    /// A boolean (`1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`, any case), or `default` when unset.
     pub fn flag(&mut self, name: &str, default: bool) -> bool {
         match self.raw(name).map(|v| v.to_ascii_lowercase()) {
             None => default,
@@ -185,14 +195,15 @@ impl<'a> EnvReader<'a> {
     }
 }
 
-/// Prints a configuration error the way an operator reads it in CloudWatch, then exits.
-/// Used by every `main` so a misconfigured function fails its init with one clear message.
 /// A function's settings, read from the environment in one pass: every missing or invalid
 /// variable is named in the one error (`env.finish`).
 pub trait FromEnv: Sized {
+    /// Reads every variable the function needs from `env` and ends with [`EnvReader::finish`].
     fn from_env(env: EnvReader<'_>) -> Result<Self, ConfigError>;
 }
 
+/// Prints a configuration error the way an operator reads it in CloudWatch, then exits (status 2).
+/// Used by every `main` so a misconfigured function fails its init with one clear message.
 pub fn exit_on_error<T>(result: Result<T, ConfigError>) -> T {
     match result {
         Ok(v) => v,

@@ -20,7 +20,9 @@ const RELATIVE_BELOW_MS: u64 = 1_000_000_000_000;
 /// epoch milliseconds for the idempotency claim (which other invocations read).
 #[derive(Clone, Copy, Debug)]
 pub struct Deadline {
+    /// When the invocation must have answered, on this process's monotonic clock.
     pub at: Instant,
+    /// The same moment in epoch milliseconds, which other invocations can compare.
     pub epoch_ms: i64,
 }
 
@@ -45,6 +47,7 @@ impl Deadline {
         Self { at: Instant::now() + d, epoch_ms: now_ms().saturating_add(d.as_millis() as i64) }
     }
 
+    /// Time left until the deadline; zero once it has passed.
     pub fn remaining(&self) -> Duration {
         self.at.saturating_duration_since(Instant::now())
     }

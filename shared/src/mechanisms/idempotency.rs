@@ -28,7 +28,9 @@ use crate::clients::dynamo::{self, DynamoError};
 use crate::clock::now_ms;
 use crate::config::EnvReader;
 
+/// `status` of a record whose claim is held: the work is running (or its holder died).
 pub const STATUS_IN_PROGRESS: &str = "INPROGRESS";
+/// `status` of a record whose work is done: later deliveries are duplicates.
 pub const STATUS_COMPLETED: &str = "COMPLETED";
 /// How long a record keeps a key from being processed again, unless configured: Stripe retries for
 /// three days, Powertools keeps records for one hour; seven days covers every retry with margin.
@@ -36,9 +38,12 @@ pub const DEFAULT_EXPIRES_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Longest key accepted (DynamoDB allows 2048 bytes for a partition key).
 pub const MAX_KEY_BYTES: usize = 1024;
 
+/// The idempotency table and how long its records last.
 #[derive(Clone, Debug)]
 pub struct IdempotencySettings {
+    /// The DynamoDB table (`IDEMPOTENCY_TABLE`), key `id`.
     pub table: String,
+    /// How long a record keeps its key from being processed again (`IDEMPOTENCY_EXPIRES_AFTER_SECS`).
     pub expires_after: Duration,
 }
 
@@ -65,6 +70,7 @@ pub struct ClaimToken {
 }
 
 impl ClaimToken {
+    /// The idempotency key claimed.
     pub fn key(&self) -> &str {
         &self.key
     }
@@ -74,6 +80,7 @@ impl ClaimToken {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{key} is being processed by another invocation until {until_ms} (epoch ms)")]
 pub struct InProgress {
+    /// The idempotency key that is held.
     pub key: String,
     /// When that claim lapses, in epoch milliseconds (0 when the record did not say).
     pub until_ms: i64,
@@ -90,12 +97,16 @@ pub enum Claim {
     InProgress(InProgress),
 }
 
+/// Why a claim, complete or release failed.
 #[derive(Debug, thiserror::Error)]
 pub enum IdempotencyError {
+    /// The key is empty or longer than [`MAX_KEY_BYTES`].
     #[error("idempotency key must be 1 to {MAX_KEY_BYTES} bytes")]
     InvalidKey,
+    /// The DynamoDB call failed; its kind says whether to retry.
     #[error(transparent)]
     Store(#[from] DynamoError),
+    /// A stored record lacks an attribute or has one of the wrong type.
     #[error("idempotency record is malformed: {0}")]
     Malformed(String),
     /// Our claim lapsed and another invocation took the key over: it is theirs to complete.
@@ -103,6 +114,7 @@ pub enum IdempotencyError {
     ClaimLost(String),
 }
 
+/// Claim / complete / release over the idempotency table.
 #[derive(Clone, Debug)]
 pub struct IdempotencyStore {
     client: aws_sdk_dynamodb::Client,
@@ -111,10 +123,12 @@ pub struct IdempotencyStore {
 }
 
 impl IdempotencyStore {
+    /// Records in `settings.table`, expiring after `settings.expires_after`.
     pub fn new(client: aws_sdk_dynamodb::Client, settings: &IdempotencySettings) -> Self {
         Self { client, table: settings.table.clone(), expires_after: settings.expires_after }
     }
 
+    /// The table's name.
     pub fn table(&self) -> &str {
         &self.table
     }

@@ -8,7 +8,7 @@
 //!   `Idempotency-Key` header) are retried on connect errors, 429 and 5xx, with exponential backoff
 //!   and jitter; a `Retry-After` (seconds or HTTP-date) replaces the backoff. Other requests are
 //!   sent once: a POST that may have been processed is never repeated blindly.
-//! - Failures are one [`OutboundError`], which `api` maps to 502 (the upstream status and at most
+//! - Failures are one [`OutboundError`], which [`crate::http`] maps to 502 (the upstream status and at most
 //!   200 characters of its body) or 504 (timeout).
 
 use std::fmt;
@@ -22,6 +22,7 @@ use crate::config::EnvReader;
 /// How much of an upstream error body is kept (characters).
 pub const MAX_ERROR_BODY_CHARS: usize = 200;
 
+/// Timeouts and retries of [`Outbound`] (see [`OutboundSettings::from_env`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboundSettings {
     /// TCP + TLS connect timeout.
@@ -32,6 +33,7 @@ pub struct OutboundSettings {
     pub max_attempts: u32,
     /// Backoff before the first retry; it doubles with each retry, up to `max_backoff`.
     pub base_backoff: Duration,
+    /// Longest backoff between two attempts.
     pub max_backoff: Duration,
     /// A `Retry-After` longer than this is not waited for: the error is returned at once.
     pub max_retry_after: Duration,
@@ -73,6 +75,7 @@ impl OutboundSettings {
 pub enum OutboundErrorKind {
     /// The upstream answered with a non-success status.
     Status {
+        /// The status the upstream answered with.
         status: StatusCode,
         /// At most [`MAX_ERROR_BODY_CHARS`] characters of the response body.
         body: String,
@@ -93,8 +96,11 @@ pub enum OutboundErrorKind {
 /// attempts were made and what the last one ran into.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct OutboundError {
+    /// Scheme, host and path of the call, without query, fragment or credentials.
     pub target: String,
+    /// Attempts made, the first included (0: the client could not be built).
     pub attempts: u32,
+    /// What the last attempt ran into.
     pub kind: OutboundErrorKind,
 }
 
@@ -123,6 +129,7 @@ impl OutboundError {
         }
     }
 
+    /// Whether the last attempt ran out of time (a 504 rather than a 502).
     pub fn is_timeout(&self) -> bool {
         self.kind == OutboundErrorKind::Timeout
     }
@@ -143,14 +150,18 @@ fn retryable_status(status: StatusCode) -> bool {
 /// A successful (2xx/3xx) answer, read to the end.
 #[derive(Clone, Debug)]
 pub struct OutboundResponse {
+    /// The upstream's status.
     pub status: StatusCode,
+    /// The upstream's response headers.
     pub headers: HeaderMap,
+    /// The whole response body, as received.
     pub body: Vec<u8>,
     /// How many attempts it took.
     pub attempts: u32,
 }
 
 impl OutboundResponse {
+    /// The body as text (invalid UTF-8 replaced).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -224,6 +235,7 @@ impl Outbound {
         &self.client
     }
 
+    /// The timeouts and retry limits it was built with.
     pub fn settings(&self) -> &OutboundSettings {
         &self.settings
     }

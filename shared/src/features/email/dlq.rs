@@ -15,17 +15,26 @@ use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeN
 /// Messages are hidden this long while being moved; a crash mid-way leaves them to reappear.
 const MOVE_VISIBILITY_SECS: i32 = 60;
 
+/// Why a replay stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplayError {
+    /// The source and target URLs name one queue: a replay would move every message onto itself.
     #[error("the source and the target are the same queue")]
     SameQueue,
     #[error("{message} ({moved} message(s) moved before it)")]
-    Sqs { moved: usize, message: String },
+    /// An SQS call failed; what was not moved yet is still in the source.
+    Sqs {
+        /// Messages moved before the failure.
+        moved: usize,
+        /// The failed call and its error chain.
+        message: String,
+    },
 }
 
 /// What a replay did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct ReplayReport {
+    /// Messages sent to the target and deleted from the source.
     pub moved: usize,
 }
 

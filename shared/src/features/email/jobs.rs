@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The wire-format version this build writes and the only one it reads (`"v"`).
 pub const VERSION: u32 = 1;
 /// SQS allows 128 characters for a FIFO deduplication id; keys are held to that everywhere.
 pub const MAX_KEY_LEN: usize = 128;
@@ -20,11 +21,13 @@ pub const MAX_KEY_LEN: usize = 128;
 #[serde(transparent)]
 pub struct EmailAddress(String);
 
+/// Why a text is not an [`EmailAddress`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a valid email address")]
 pub struct InvalidEmailAddress;
 
 impl EmailAddress {
+    /// Parses an address by the rule above; anything else is refused, never repaired.
     pub fn parse(raw: &str) -> Result<Self, InvalidEmailAddress> {
         let ok = (3..=254).contains(&raw.len())
             && !raw.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -43,6 +46,7 @@ impl EmailAddress {
         if ok { Ok(Self(raw.to_owned())) } else { Err(InvalidEmailAddress) }
     }
 
+    /// The address as sent in the `To` / `From` header.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -55,31 +59,39 @@ impl<'de> Deserialize<'de> for EmailAddress {
     }
 }
 
+/// One line of an order confirmation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LineItem {
+    /// What was bought, as shown to the customer (HTML-escaped by the template).
     pub name: String,
+    /// How many units; the line total is `quantity × unit_amount`.
     pub quantity: u32,
     /// Minor units.
     pub unit_amount: i64,
 }
 
+/// The data of the `order_confirmation` template.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderConfirmation {
+    /// The order the email confirms; it also keys the job, so each order is confirmed once.
     pub order_id: String,
     /// Lowercase ISO 4217.
     pub currency: String,
+    /// The lines of the order, in the order they are shown.
     pub items: Vec<LineItem>,
     /// Minor units.
     pub total: i64,
 }
 
+/// The data of the `password_reset` template.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PasswordReset {
     /// The single-use token the reset link (built from `APP_URL`) carries.
     pub token: String,
+    /// How long the token stays valid, in minutes, as written out in the email.
     pub expires_in_minutes: u32,
 }
 
@@ -87,11 +99,14 @@ pub struct PasswordReset {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "template", content = "data", rename_all = "snake_case")]
 pub enum EmailContent {
+    /// `"template": "order_confirmation"`.
     OrderConfirmation(OrderConfirmation),
+    /// `"template": "password_reset"`.
     PasswordReset(PasswordReset),
 }
 
 impl EmailContent {
+    /// The template's wire name (`order_confirmation`, `password_reset`).
     pub fn template(&self) -> &'static str {
         match self {
             EmailContent::OrderConfirmation(_) => "order_confirmation",
@@ -103,7 +118,9 @@ impl EmailContent {
 /// One email to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EmailJob {
+    /// The recipient.
     pub to: EmailAddress,
+    /// Which template, with its data.
     pub content: EmailContent,
     /// Sent at most once per key.
     pub idempotency_key: String,
@@ -121,12 +138,16 @@ struct Wire {
     idempotency_key: Option<String>,
 }
 
+/// Why a message body is not an email job this build can send.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidEmailJob {
+    /// A `"v"` other than [`VERSION`] (a newer or older producer).
     #[error("unsupported email job version {0}; this build reads version {VERSION}")]
     Version(u32),
+    /// Not JSON, or JSON of the wrong shape; the serde message says where.
     #[error("invalid email job: {0}")]
     Shape(String),
+    /// The idempotency key is empty, too long or not printable ASCII.
     #[error("the idempotency key must be 1 to {MAX_KEY_LEN} printable ASCII characters")]
     Key,
 }
@@ -136,6 +157,7 @@ fn key_ok(key: &str) -> bool {
 }
 
 impl EmailJob {
+    /// A job, refused when its idempotency key is not 1 to [`MAX_KEY_LEN`] printable ASCII characters.
     pub fn new(to: EmailAddress, content: EmailContent, idempotency_key: String) -> Result<Self, InvalidEmailJob> {
         if !key_ok(&idempotency_key) {
             return Err(InvalidEmailJob::Key);
@@ -150,6 +172,7 @@ impl EmailJob {
         Self::new(to, EmailContent::OrderConfirmation(data), key)
     }
 
+    /// The message body in the version-1 wire format, `idempotencyKey` included.
     pub fn to_json(&self) -> String {
         let wire = Wire {
             v: VERSION,
@@ -209,10 +232,12 @@ pub struct EmailQueue {
 }
 
 impl EmailQueue {
+    /// A producer for the queue at `url` (a `.fifo` URL turns on deduplication and groups).
     pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
         Self { client, url: url.into() }
     }
 
+    /// The queue URL jobs are sent to.
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -1,4 +1,4 @@
-//! Transactional email: jobs ([`crate::email`]) rendered by [`templates`] into an
+//! Transactional email: jobs ([`jobs`]) rendered by [`templates`] into an
 //! [`EmailMessage`] and handed to a [`transport::Transport`]: Amazon SES v2 (the default), an
 //! HTTP email API (Resend/Postmark-like, through [`crate::outbound`]), or `log`, which prints the
 //! message as JSON for local work. [`dlq`] moves failed jobs from the dead-letter queue back.
@@ -35,11 +35,13 @@ pub const MAX_SUBJECT_CHARS: usize = 200;
 #[serde(transparent)]
 pub struct Subject(String);
 
+/// Why a text is not a [`Subject`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("a subject must be 1 to {MAX_SUBJECT_CHARS} characters without control characters")]
 pub struct InvalidSubject;
 
 impl Subject {
+    /// Parses a subject: 1 to [`MAX_SUBJECT_CHARS`] characters, not blank, no control characters.
     pub fn parse(raw: &str) -> Result<Self, InvalidSubject> {
         let n = raw.chars().count();
         if (1..=MAX_SUBJECT_CHARS).contains(&n) && !raw.chars().any(char::is_control) && !raw.trim().is_empty() {
@@ -49,6 +51,7 @@ impl Subject {
         }
     }
 
+    /// The subject as sent.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -57,10 +60,15 @@ impl Subject {
 /// A rendered email, ready for a transport.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct EmailMessage {
+    /// The sender (`EMAIL_FROM`).
     pub from: EmailAddress,
+    /// The recipient, from the job.
     pub to: EmailAddress,
+    /// The subject line, built by the template code and checked for CR/LF.
     pub subject: Subject,
+    /// The plain-text part.
     pub text: String,
+    /// The HTML part, every value escaped.
     pub html: String,
     /// The job template it was rendered from (`order_confirmation`, ...).
     pub template: &'static str,
@@ -87,10 +95,14 @@ impl fmt::Display for FailureKind {
     }
 }
 
+/// Which transport sends the email (`EMAIL_TRANSPORT`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TransportKind {
+    /// `ses`: Amazon SES v2 `SendEmail`, the default.
     Ses,
+    /// `http`: a JSON POST to an email API (`EMAIL_HTTP_URL`, `EMAIL_HTTP_API_KEY`).
     Http,
+    /// `log`: one JSON line on stdout, nothing sent (local work).
     Log,
 }
 
@@ -109,19 +121,26 @@ impl FromStr for TransportKind {
 /// The HTTP email API: where to POST and the bearer key.
 #[derive(Clone, Debug)]
 pub struct HttpApiSettings {
+    /// The endpoint messages are POSTed to: `https://`, or `http://` on loopback.
     pub url: String,
+    /// Sent as `Authorization: Bearer …`.
     pub api_key: Secret,
 }
 
+/// Everything email sending reads from the environment (see the module docs).
 #[derive(Clone, Debug)]
 pub struct EmailSettings {
+    /// Which transport sends (`EMAIL_TRANSPORT`).
     pub transport: TransportKind,
+    /// The sender address (`EMAIL_FROM`).
     pub from: EmailAddress,
+    /// The base of links in emails (`APP_URL`).
     pub app_url: AppUrl,
     /// SES configuration set for event publishing (bounces, complaints), if any.
     pub configuration_set: Option<String>,
     /// Present when `transport` is `Http`.
     pub http: Option<HttpApiSettings>,
+    /// Timeouts and retries of the HTTP transport (`OUTBOUND_*`).
     pub outbound: OutboundSettings,
 }
 
@@ -134,6 +153,7 @@ fn http_api_url_ok(url: &str) -> bool {
 }
 
 impl EmailSettings {
+    /// Reads the email variables; each bad one is recorded on `env`, which names them all at `finish`.
     pub fn from_env(env: &mut EnvReader<'_>) -> Self {
         let transport = env.parsed_or("EMAIL_TRANSPORT", TransportKind::Ses, "ses, http or log");
 

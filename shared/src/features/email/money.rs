@@ -28,6 +28,7 @@ impl Currency {
         }
     }
 
+    /// The upper-case ISO 4217 code (`EUR`), as shown in front of amounts.
     pub fn code(&self) -> &str {
         &self.0
     }

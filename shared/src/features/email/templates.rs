@@ -29,16 +29,26 @@ pub const RESET_PATH: &str = "/reset-password";
 /// Why a job could not be rendered. Always permanent: the same job fails the same way again.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RenderError {
+    /// The job's currency is not a three-letter code.
     #[error(transparent)]
     Currency(#[from] InvalidCurrency),
+    /// The subject would carry a control character or be empty or too long.
     #[error("the subject is unusable: {0}")]
     Subject(#[from] InvalidSubject),
+    /// The line at this index (from 0) overflows `i64` minor units.
     #[error("line {0}: quantity times unit amount overflows")]
     Overflow(usize),
+    /// The reset token is empty or over 512 bytes.
     #[error("the password reset token is empty or longer than 512 bytes")]
     Token,
     #[error("template {template}: {message}")]
-    Template { template: String, message: String },
+    /// A template failed to parse or render (a build mistake, or data it did not expect).
+    Template {
+        /// The template's file name (`order_confirmation.html`, ...).
+        template: String,
+        /// minijinja's message.
+        message: String,
+    },
 }
 
 /// A base URL that links are built on: `http(s)://host[:port][/path]`, without query, fragment,
@@ -46,11 +56,13 @@ pub enum RenderError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppUrl(String);
 
+/// Why a text is not an [`AppUrl`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("not an http(s) base URL without query or fragment")]
 pub struct InvalidAppUrl;
 
 impl AppUrl {
+    /// Parses a base URL, dropping trailing slashes.
     pub fn parse(raw: &str) -> Result<Self, InvalidAppUrl> {
         let trimmed = raw.trim_end_matches('/');
         let rest = trimmed.strip_prefix("https://").or_else(|| trimmed.strip_prefix("http://")).ok_or(InvalidAppUrl)?;
@@ -62,6 +74,7 @@ impl AppUrl {
         if ok { Ok(Self(trimmed.to_owned())) } else { Err(InvalidAppUrl) }
     }
 
+    /// The base URL, without a trailing slash.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -86,6 +99,7 @@ impl Templates {
         Ok(Self { env, app_url })
     }
 
+    /// The base URL links are built on (`APP_URL`).
     pub fn app_url(&self) -> &AppUrl {
         &self.app_url
     }

@@ -44,11 +44,15 @@ pub struct Sent {
     pub provider_id: Option<String>,
 }
 
+/// A send that failed, with the transport that tried and whether a retry may help.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{transport} ({kind}): {message}")]
 pub struct TransportError {
+    /// `ses`, `http` or `log`.
     pub transport: &'static str,
+    /// Whether the same send may succeed later.
     pub kind: FailureKind,
+    /// The provider's code and message, or the error chain.
     pub message: String,
 }
 
@@ -57,6 +61,7 @@ pub trait Transport: Send + Sync {
     /// `ses`, `http` or `log`.
     fn name(&self) -> &'static str;
 
+    /// Sends one message; a send still running at `options.deadline` fails as transient.
     fn send<'a>(
         &'a self,
         message: &'a EmailMessage,
@@ -83,6 +88,7 @@ pub fn from_settings(
 
 // ---- SES ----------------------------------------------------------------------------------------
 
+/// Amazon SES v2 `SendEmail`.
 #[derive(Clone, Debug)]
 pub struct SesTransport {
     client: aws_sdk_sesv2::Client,
@@ -90,6 +96,7 @@ pub struct SesTransport {
 }
 
 impl SesTransport {
+    /// Sends with `client`, tagging each message with `configuration_set` when there is one.
     pub fn new(client: aws_sdk_sesv2::Client, configuration_set: Option<String>) -> Self {
         Self { client, configuration_set }
     }
@@ -177,6 +184,7 @@ impl Transport for SesTransport {
 
 // ---- HTTP API -----------------------------------------------------------------------------------
 
+/// A JSON POST to an HTTP email API (Resend/Postmark-like) through [`Outbound`].
 #[derive(Clone, Debug)]
 pub struct HttpTransport {
     outbound: Outbound,
@@ -203,6 +211,7 @@ struct HttpAccepted {
 }
 
 impl HttpTransport {
+    /// POSTs to `url` with `api_key` as the bearer token.
     pub fn new(outbound: Outbound, url: String, api_key: Secret) -> Self {
         Self { outbound, url, api_key }
     }

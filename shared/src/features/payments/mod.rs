@@ -1,6 +1,6 @@
 //! Payments: Stripe webhook signature verification and the events we handle ([`stripe`]), the
 //! orders and subscriptions those events change ([`orders`]), and the refusals every caller
-//! agrees on ([`problem`]). Which failures Stripe should retry is the webhook's own policy.
+//! agrees on (`problem.rs`, as problem+json). Which failures Stripe should retry is the webhook's own policy.
 
 pub mod orders;
 mod problem;

@@ -26,15 +26,20 @@ crate::id::define_id!(
     "an order id"
 );
 
+/// Where an order is in its life: created `pending`, then `paid` once, or `canceled`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OrderStatus {
+    /// Created by the checkout, waiting for its payment.
     Pending,
+    /// Paid by the PaymentIntent in `payment_intent_id`.
     Paid,
+    /// Given up; a payment for it is refused as not pending.
     Canceled,
 }
 
 impl OrderStatus {
+    /// The stored `status` attribute (`pending`, `paid`, `canceled`).
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Pending => "pending",
@@ -48,19 +53,25 @@ impl OrderStatus {
     }
 }
 
+/// One line of an order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderItem {
+    /// The product as the customer saw it.
     pub name: String,
+    /// Units bought.
     pub quantity: u32,
     /// Price of one, in minor units of the order's currency.
     pub unit_amount: i64,
 }
 
+/// An item of the `Orders` table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Order {
+    /// The table key, the same id as the PaymentIntent's `metadata.orderId`.
     pub id: OrderId,
+    /// Where the order is in its life.
     pub status: OrderStatus,
     /// Where the confirmation goes.
     pub email: String,
@@ -68,8 +79,11 @@ pub struct Order {
     pub currency: String,
     /// In minor units.
     pub total: i64,
+    /// The lines the total was computed from.
     pub items: Vec<OrderItem>,
+    /// When the order was created, RFC 3339 UTC.
     pub created_at: String,
+    /// When it became paid, RFC 3339 UTC; `None` while pending.
     pub paid_at: Option<String>,
     /// The PaymentIntent that paid the order.
     pub payment_intent_id: Option<String>,
@@ -78,9 +92,11 @@ pub struct Order {
 /// A successful payment, as the webhook saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Payment {
+    /// The PaymentIntent id (`pi_…`) that paid.
     pub intent_id: String,
     /// Minor units received.
     pub amount: i64,
+    /// ISO 4217 as Stripe sent it; compared lowercase with the order's.
     pub currency: String,
 }
 
@@ -100,20 +116,27 @@ pub enum MarkPaid {
     AmountMismatch(Order),
 }
 
+/// What cancelling a subscription did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CancelSubscription {
+    /// The subscription is now `canceled` (this call or an earlier one).
     Canceled,
+    /// No subscription with that id.
     NotFound,
 }
 
+/// A failed read or write of the orders or subscriptions table.
 #[derive(Debug, thiserror::Error)]
 pub enum OrdersError {
+    /// The DynamoDB call failed; its kind says whether to retry.
     #[error(transparent)]
     Store(#[from] DynamoError),
+    /// A stored item lacks an attribute or has one of the wrong type.
     #[error("stored item is malformed: {0}")]
     Malformed(String),
 }
 
+/// The `Orders` table.
 #[derive(Clone, Debug)]
 pub struct OrdersRepo {
     client: aws_sdk_dynamodb::Client,
@@ -121,10 +144,12 @@ pub struct OrdersRepo {
 }
 
 impl OrdersRepo {
+    /// The orders in `table`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into() }
     }
 
+    /// The table's name.
     pub fn table(&self) -> &str {
         &self.table
     }
@@ -160,6 +185,7 @@ impl OrdersRepo {
         }
     }
 
+    /// The order, read consistently (it may have just been paid), or `None`.
     pub async fn get(&self, id: &OrderId) -> Result<Option<Order>, OrdersError> {
         let out = self
             .client
@@ -223,6 +249,7 @@ impl OrdersRepo {
     }
 }
 
+/// The `Subscriptions` table, keyed by the Stripe subscription id.
 #[derive(Clone, Debug)]
 pub struct SubscriptionsRepo {
     client: aws_sdk_dynamodb::Client,
@@ -230,10 +257,12 @@ pub struct SubscriptionsRepo {
 }
 
 impl SubscriptionsRepo {
+    /// The subscriptions in `table`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into() }
     }
 
+    /// The table's name.
     pub fn table(&self) -> &str {
         &self.table
     }

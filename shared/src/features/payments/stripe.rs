@@ -36,19 +36,29 @@ pub const SECRET_PREFIX: &str = "whsec_";
 /// Why a delivery was refused. Every variant is the caller's fault (a 400), never ours.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
+    /// No `Stripe-Signature` header.
     #[error("the Stripe-Signature header is missing")]
     MissingHeader,
+    /// The header does not parse; the text says which rule it broke.
     #[error("the Stripe-Signature header is malformed: {0}")]
     Malformed(&'static str),
+    /// The header parses but carries no `v1` element.
     #[error("the Stripe-Signature header has no v1 signature")]
     NoV1Signature,
+    /// A `v1` is not 64 lowercase hex digits.
     #[error("a v1 signature is not 64 lowercase hex digits")]
     BadHex,
+    /// No `v1` matches the body under any configured secret.
     #[error("no v1 signature matches the body under any configured secret")]
     NoMatch,
     /// The signature matched, but it was made longer ago than the tolerance allows (a replay).
     #[error("the signature was made {age_secs} s ago; the tolerance is {tolerance_secs} s")]
-    Stale { age_secs: i64, tolerance_secs: u64 },
+    Stale {
+        /// Seconds between the header's `t` and now.
+        age_secs: i64,
+        /// The configured tolerance, in seconds.
+        tolerance_secs: u64,
+    },
 }
 
 /// A parsed `Stripe-Signature` header.
@@ -128,7 +138,9 @@ pub struct Verified {
 /// Verification settings, from the environment.
 #[derive(Clone, Debug)]
 pub struct VerifierSettings {
+    /// The signing secrets (`whsec_…`), several during a roll; a delivery may match any.
     pub secrets: Vec<Secret>,
+    /// The oldest signature accepted, measured from its `t` (a replay guard).
     pub tolerance: Duration,
 }
 
@@ -172,6 +184,7 @@ impl Verifier {
         Self { keys, tolerance: settings.tolerance }
     }
 
+    /// How old a signature may be.
     pub fn tolerance(&self) -> Duration {
         self.tolerance
     }
@@ -214,7 +227,9 @@ pub fn sign_header(secret: &str, timestamp: i64, body: &[u8]) -> String {
 
 // ---- events -----------------------------------------------------------------------------------
 
+/// The event type that marks an order paid.
 pub const PAYMENT_INTENT_SUCCEEDED: &str = "payment_intent.succeeded";
+/// The event type that marks a subscription canceled.
 pub const SUBSCRIPTION_DELETED: &str = "customer.subscription.deleted";
 
 /// A verified body that is not the event we expect.
@@ -225,31 +240,41 @@ pub struct InvalidEvent(pub String);
 /// The envelope of every Stripe event; `data.object` is read according to `type`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Event {
+    /// Stripe's event id (`evt_…`), the delivery's idempotency key.
     pub id: String,
+    /// The event type (`type` on the wire), such as [`PAYMENT_INTENT_SUCCEEDED`].
     #[serde(rename = "type")]
     pub kind: String,
+    /// When Stripe created the event, Unix seconds.
     #[serde(default)]
     pub created: Option<i64>,
+    /// Whether the event comes from live mode rather than test mode.
     #[serde(default)]
     pub livemode: bool,
+    /// The object the event is about.
     pub data: EventData,
 }
 
+/// `data` of an event.
 #[derive(Debug, Clone, Deserialize)]
 pub struct EventData {
+    /// The PaymentIntent, Subscription, ... as JSON, read once `type` is known.
     pub object: serde_json::Value,
 }
 
 /// The part of a PaymentIntent we use.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct PaymentIntent {
+    /// The PaymentIntent id (`pi_…`).
     pub id: String,
     /// In minor units of `currency`.
     pub amount: i64,
+    /// What was received, in minor units, when Stripe sends it (see [`PaymentIntent::received`]).
     #[serde(default)]
     pub amount_received: Option<i64>,
     /// Lowercase ISO 4217, as Stripe sends it.
     pub currency: String,
+    /// The checkout's key-value pairs; `orderId` names the order.
     #[serde(default)]
     pub metadata: HashMap<String, String>,
 }
@@ -269,13 +294,18 @@ impl PaymentIntent {
 /// The part of a Subscription we use.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Subscription {
+    /// The subscription id (`sub_…`), the `Subscriptions` table key.
     pub id: String,
+    /// The customer id (`cus_…`), when sent.
     #[serde(default)]
     pub customer: Option<String>,
+    /// Stripe's status (`canceled`, `active`, ...), when sent.
     #[serde(default)]
     pub status: Option<String>,
+    /// When it was canceled, Unix seconds.
     #[serde(default)]
     pub canceled_at: Option<i64>,
+    /// When it ended, Unix seconds.
     #[serde(default)]
     pub ended_at: Option<i64>,
 }
@@ -283,7 +313,9 @@ pub struct Subscription {
 /// What an event asks of us.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled {
+    /// `payment_intent.succeeded`: mark the order in its metadata paid.
     PaymentSucceeded(PaymentIntent),
+    /// `customer.subscription.deleted`: mark the subscription canceled.
     SubscriptionDeleted(Subscription),
     /// A type we do not handle: acknowledged and logged.
     Ignored,

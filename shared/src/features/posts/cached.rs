@@ -25,23 +25,30 @@ use crate::deadline::Deadline;
 use crate::posts::{Cursors, PUBLISHED_LIST};
 use crate::posts::{FeedPosition, FeedSlice, Post, PostId, PostPage, PostsError, PostsRepo};
 
+/// How long a cached post lives: 300 s.
 pub const POST_TTL: Duration = Duration::from_secs(300);
 /// "No such post" is kept shorter: an id that is absent now is the rarer thing to read often.
 pub const ABSENT_TTL: Duration = Duration::from_secs(30);
+/// How long a cached list page lives: 60 s (a write makes it unreachable sooner).
 pub const LIST_TTL: Duration = Duration::from_secs(60);
+/// The Redis counter whose value is the current list generation.
 pub const LIST_GENERATION_KEY: &str = "posts:list:gen";
 
+/// The TTLs of `post:{id}`: [`POST_TTL`] for a post, [`ABSENT_TTL`] for "no such post".
 pub const POST_TTLS: Ttls = Ttls { value: POST_TTL, absent: ABSENT_TTL };
 const LIST_TTLS: Ttls = Ttls { value: LIST_TTL, absent: LIST_TTL };
 
+/// The cache key of one post: `post:{id}`.
 pub fn post_key(id: &PostId) -> String {
     format!("post:{id}")
 }
 
+/// The cache key of page `page` by number: `posts:list:{generation}:{limit}:p{page}`.
 pub fn numbered_page_key(generation: u64, limit: u32, page: u32) -> String {
     format!("posts:list:{generation}:{limit}:p{page}")
 }
 
+/// The cache key of the page after `cursor`, named by the cursor's tag rather than the whole cursor.
 pub fn cursor_page_key(generation: u64, limit: u32, cursor: &str) -> String {
     format!("posts:list:{generation}:{limit}:c:{}", Cursors::cache_name(cursor))
 }
@@ -63,13 +70,17 @@ fn page_version(_: &CachedPage) -> u64 {
     0
 }
 
+/// The posts table behind its cache: every read and invalidation the posts functions do.
 #[derive(Clone, Debug)]
 pub struct CachedPosts {
+    /// The source of truth, for reads on a miss and for writes.
     pub repo: PostsRepo,
+    /// The Redis cache in front of it.
     pub cache: Cache,
 }
 
 impl CachedPosts {
+    /// Reads of `repo` cached in `cache`.
     pub fn new(repo: PostsRepo, cache: Cache) -> Self {
         Self { repo, cache }
     }

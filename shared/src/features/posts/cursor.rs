@@ -21,6 +21,7 @@ use crate::posts::{FeedPosition, PostId};
 pub const PUBLISHED_LIST: &str = "published";
 /// Longer than any cursor this module makes (a 64-character id and the signature fit in ~250).
 pub const MAX_CURSOR_CHARS: usize = 512;
+/// Shortest `POSTS_CURSOR_SECRET` accepted, in bytes (the HMAC-SHA256 output size).
 pub const MIN_SECRET_BYTES: usize = 32;
 /// Domain separation: the same key could never make a tag that verifies as something else.
 const CONTEXT: &[u8] = b"posts-cursor/v1\n";
@@ -42,14 +43,21 @@ struct Payload {
 /// Why a cursor was refused; each becomes a 400 problem with its own detail.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CursorError {
+    /// Too long, not two base64url parts, or a payload that does not decode to a position.
     #[error("the cursor is malformed or truncated; use the nextCursor of a previous page as it is")]
     Malformed,
+    /// The tag does not match: not a cursor this service signed, or signed under an older key.
     #[error("the cursor was not issued by this service (signature mismatch)")]
     Forged,
+    /// Signed for a list other than the one asked for.
     #[error("the cursor belongs to another list")]
     OtherList,
     #[error("the cursor was made for limit={made_for}; repeat that limit or start again without a cursor")]
-    OtherLimit { made_for: u32 },
+    /// Signed for another page size than the one asked for.
+    OtherLimit {
+        /// The `limit` the cursor was made for.
+        made_for: u32,
+    },
 }
 
 /// Signs and verifies cursors. Built once per execution environment.
@@ -65,6 +73,7 @@ impl std::fmt::Debug for Cursors {
 }
 
 impl Cursors {
+    /// Signs and verifies with `key` (at least [`MIN_SECRET_BYTES`]).
     pub fn new(key: Secret) -> Self {
         Self { key }
     }

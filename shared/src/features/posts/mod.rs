@@ -1,6 +1,7 @@
 //! Posts: the DynamoDB table and its feed index ([`store`]), cache-aside reads in front of it
 //! ([`cached`]), writes that invalidate the cache ([`writes`]), signed keyset cursors
-//! ([`cursor`]), the settings both posts functions read ([`settings`]), and the problems every caller agrees on ([`problem`]).
+//! ([`cursor`]), the settings both posts functions read ([`settings`]), and the problems every
+//! caller agrees on (`problem.rs`, as problem+json).
 
 pub mod cached;
 pub mod cursor;

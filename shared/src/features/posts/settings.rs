@@ -1,5 +1,6 @@
 //! Where the posts live, as posts-read and posts-write both configure it: the DynamoDB table
-//! (`POSTS_TABLE`), the Redis cache in front of it (`REDIS_*`) and the cache's TTLs (`CACHE_*`).
+//! (`POSTS_TABLE`) and the Redis cache in front of it (`REDIS_*`). The cache's own settings read no
+//! variable: its TTLs are the posts' constants and its waits follow the invocation's deadline.
 
 use std::sync::Arc;
 
@@ -8,14 +9,19 @@ use crate::clients::{RedisSettings, RedisStore, RedisStoreError};
 use crate::config::EnvReader;
 use crate::posts::{CachedPosts, PostsRepo};
 
+/// What posts-read and posts-write read from the environment to reach the posts.
 #[derive(Clone, Debug)]
 pub struct PostsSettings {
+    /// The DynamoDB table (`POSTS_TABLE`).
     pub table: String,
+    /// The Redis cache's connection (`REDIS_*`).
     pub redis: RedisSettings,
+    /// How the cache's waiters poll for a fill (fixed defaults; no variable).
     pub cache: CacheSettings,
 }
 
 impl PostsSettings {
+    /// Reads `POSTS_TABLE` and `REDIS_*`; each bad one is recorded on `env`.
     pub fn from_env(env: &mut EnvReader<'_>) -> Self {
         Self {
             table: env.required("POSTS_TABLE", "the DynamoDB posts table name"),

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::clients::dynamo::{self, DynamoError};
 use crate::clock::timestamp_now;
 
+/// The sparse GSI of published posts: partition `feed`, sort `createdAt`.
 pub const FEED_INDEX: &str = "byFeed";
 const FEED_PUBLISHED: &str = "published";
 
@@ -39,17 +40,25 @@ impl PostId {
     }
 }
 
+/// An item of the `Posts` table, as stored, cached and served.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Post {
+    /// The table key; a UUIDv7 for posts created through the API.
     pub id: PostId,
+    /// 1 to 200 characters, no control or invisible characters.
     pub title: String,
+    /// The text, at most 50 KiB.
     pub body: String,
+    /// The [`UserId`](crate::auth::UserId) of the author, the only user who may change it.
     pub author_id: String,
+    /// Whether readers see it (and it is in the `byFeed` index).
     pub published: bool,
     /// RFC 3339, UTC, fixed width (so it sorts as text in the index).
     pub created_at: String,
+    /// When it last changed, RFC 3339 UTC.
     pub updated_at: String,
+    /// 1 at creation, one more per write; the `ETag` and the guard of conditional writes.
     pub version: u64,
 }
 
@@ -57,7 +66,9 @@ pub struct Post {
 /// (DynamoDB's `LastEvaluatedKey` for that page). The next page starts right after it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FeedPosition {
+    /// `createdAt` of the last post, the index's sort key.
     pub created_at: String,
+    /// The id of the last post: the table key, which every index position also carries.
     pub id: PostId,
 }
 
@@ -86,7 +97,9 @@ impl FeedPosition {
 /// (`None`: this was the end of the list).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FeedSlice {
+    /// At most `limit` posts, newest first.
     pub items: Vec<Post>,
+    /// Where the next slice starts; `None` at the end of the list.
     pub next: Option<FeedPosition>,
 }
 
@@ -95,18 +108,26 @@ pub struct FeedSlice {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PostPage {
+    /// The posts of the page, newest first.
     pub items: Vec<Post>,
+    /// The page size the page was read with.
     pub limit: u32,
+    /// The 1-based page number, when asked for by number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<u32>,
+    /// Whether more posts follow.
     pub has_more: bool,
+    /// The signed cursor of the next page; `None` at the end.
     pub next_cursor: Option<String>,
 }
 
+/// Why a read of the posts failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PostsError {
+    /// The DynamoDB call failed; its kind says whether to retry.
     #[error(transparent)]
     Store(#[from] DynamoError),
+    /// A stored item lacks an attribute or has one of the wrong type.
     #[error("stored item is malformed: {0}")]
     Malformed(String),
     /// The request's deadline came first (a slow source, or a fill that did not land in time).
@@ -123,6 +144,7 @@ where
     if e.is_conflict() { WriteError::Conflict } else { WriteError::Store(e) }
 }
 
+/// The `Posts` table and its `byFeed` index.
 #[derive(Clone, Debug)]
 pub struct PostsRepo {
     client: aws_sdk_dynamodb::Client,
@@ -133,10 +155,12 @@ pub struct PostsRepo {
 }
 
 impl PostsRepo {
+    /// The posts in `table`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into(), reads: Arc::default() }
     }
 
+    /// How many reads this instance has sent to DynamoDB since it was built.
     pub fn source_reads(&self) -> u64 {
         self.reads.load(Ordering::Relaxed)
     }
@@ -146,10 +170,12 @@ impl PostsRepo {
         tracing::debug!(table = %self.table, what, "dynamodb read");
     }
 
+    /// The table's name.
     pub fn table(&self) -> &str {
         &self.table
     }
 
+    /// The post, read consistently, published or not; `None` when there is no such id.
     pub async fn get(&self, id: &PostId) -> Result<Option<Post>, PostsError> {
         self.count_read("get");
         let out = self
@@ -323,16 +349,21 @@ impl PostsRepo {
 /// The fields a PATCH may change; `None` leaves a field as it is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PostChanges {
+    /// A new title, already validated.
     pub title: Option<String>,
+    /// A new body, already validated.
     pub body: Option<String>,
+    /// Publish (`true`) or unpublish (`false`).
     pub published: Option<bool>,
 }
 
+/// Why a conditional write of a post failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// The condition failed: another write got there first (or the id exists, for a create).
     #[error("the post changed concurrently")]
     Conflict,
+    /// The DynamoDB call failed for another reason.
     #[error(transparent)]
     Store(DynamoError),
 }

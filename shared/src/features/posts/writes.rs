@@ -20,13 +20,17 @@ use crate::deadline::Deadline;
 use crate::posts::CachedPosts;
 use crate::posts::{Post, PostChanges, PostId, WriteError};
 
+/// Longest title accepted, in characters.
 pub const TITLE_MAX_CHARS: usize = 200;
+/// Largest body accepted, in bytes of UTF-8 (50 KiB).
 pub const BODY_MAX_BYTES: usize = 50 * 1024;
 
 /// One invalid field of a request body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FieldError {
+    /// The JSON member at fault (`title`, an unknown name, ...), or `""` for the body as a whole.
     pub field: String,
+    /// What is wrong with it, for the client.
     pub message: String,
 }
 
@@ -42,8 +46,11 @@ pub struct InvalidFields(pub Vec<FieldError>);
 /// A validated `POST /posts` body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewPost {
+    /// 1 to [`TITLE_MAX_CHARS`] characters, not blank, no control or invisible characters.
     pub title: String,
+    /// At most [`BODY_MAX_BYTES`], no invisible characters.
     pub body: String,
+    /// Whether readers see it; `false` when the body leaves it out.
     pub published: bool,
 }
 
@@ -113,6 +120,7 @@ fn unknown_fields(map: &Map<String, Value>, errors: &mut Vec<FieldError>) {
 }
 
 impl NewPost {
+    /// Validates a `POST /posts` body, reporting every bad or unknown field at once.
     pub fn parse(value: &Value) -> Result<Self, InvalidFields> {
         let map = object(value)?;
         let mut errors = Vec::new();
@@ -155,16 +163,23 @@ pub fn parse_changes(value: &Value) -> Result<PostChanges, InvalidFields> {
     if errors.is_empty() { Ok(changes) } else { Err(InvalidFields(errors)) }
 }
 
+/// Why a create, update or delete did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum PostWriteError {
+    /// No post with that id (404).
     #[error("post not found")]
     NotFound,
+    /// The caller is not the post's author (403).
     #[error("only the author may change a post")]
     Forbidden,
     /// `precondition`: the client's If-Match named another version (412); otherwise a
     /// concurrent write won the race (409).
     #[error("the post was changed by another request")]
-    VersionMismatch { precondition: bool },
+    VersionMismatch {
+        /// Whether the client's If-Match failed (412) rather than a concurrent write (409).
+        precondition: bool,
+    },
+    /// Reading or writing the table failed.
     #[error("posts store: {0}")]
     Store(#[from] crate::posts::PostsError),
 }
@@ -185,17 +200,22 @@ struct Indexed<'a> {
     version: u64,
 }
 
+/// Creates, changes and deletes posts, invalidating the cache after each write.
 #[derive(Clone, Debug)]
 pub struct PostWriter {
+    /// The table and cache written to.
     pub posts: CachedPosts,
+    /// How long a list-changing write waits for the index to show it (`POSTS_INDEX_WAIT_MS`).
     pub index_wait: Duration,
 }
 
 impl PostWriter {
+    /// Writes to `posts`, waiting up to `index_wait` for the index.
     pub fn new(posts: CachedPosts, index_wait: Duration) -> Self {
         Self { posts, index_wait }
     }
 
+    /// Creates a post by `author` at version 1, then invalidates and, if published, settles the lists.
     pub async fn create(&self, author: &UserId, new: NewPost, deadline: Deadline) -> Result<Post, PostWriteError> {
         let now = timestamp_now();
         let post = Post {
@@ -233,6 +253,8 @@ impl PostWriter {
         Ok(post)
     }
 
+    /// Applies `changes` as the author, if the post is still at `if_match` (when given), and
+    /// returns the post as written.
     pub async fn update(
         &self,
         author: &UserId,
@@ -256,6 +278,7 @@ impl PostWriter {
         Ok(updated)
     }
 
+    /// Deletes the post as the author, if it is still at `if_match` (when given).
     pub async fn delete(
         &self,
         author: &UserId,

@@ -41,6 +41,7 @@ use crate::uploads::{KEY_PREFIX, UploadSettings, UploadType, presigning_client, 
 
 /// Where recorded avatars live; the bucket's lifecycle rule expires only [`KEY_PREFIX`].
 pub const AVATAR_PREFIX: &str = "avatars/";
+/// How long a profile's avatar URL stays valid by default, in seconds.
 pub const DEFAULT_AVATAR_URL_TTL_SECS: u64 = 300;
 /// The types an avatar may be, each with the signature its first bytes must have.
 pub const AVATAR_TYPES: [&str; 3] = ["image/jpeg", "image/png", "image/webp"];
@@ -52,11 +53,14 @@ const MAX_WRITE_ATTEMPTS: usize = 8;
 /// `USERS_TABLE` and `AVATAR_URL_TTL_SECONDS`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AvatarSettings {
+    /// The DynamoDB table of users (`USERS_TABLE`) whose items carry the avatar.
     pub users_table: String,
+    /// How long a profile's presigned avatar GET is valid (`AVATAR_URL_TTL_SECONDS`, 1 to 3600 s).
     pub url_ttl: Duration,
 }
 
 impl AvatarSettings {
+    /// Reads `USERS_TABLE` and `AVATAR_URL_TTL_SECONDS`; each bad one is recorded on `env`.
     pub fn from_env(env: &mut EnvReader<'_>) -> Self {
         Self {
             users_table: env.required("USERS_TABLE", "the DynamoDB users table name"),
@@ -69,14 +73,18 @@ impl AvatarSettings {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordRequest {
+    /// The upload key the presign step returned, `uploads/{userId}/{uuid}.{ext}`.
     pub key: String,
 }
 
 /// An upload key as [`crate::uploads::object_key`] makes them, parsed back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UploadKey {
+    /// The user the key was issued to.
     pub user: UserId,
+    /// The object's name, a UUID v4.
     pub id: uuid::Uuid,
+    /// The type the key's extension was issued for.
     pub content_type: UploadType,
 }
 
@@ -108,19 +116,24 @@ impl UploadKey {
         Ok(Self { user, id: parsed, content_type })
     }
 
+    /// The key as issued, `uploads/{user}/{id}.{ext}`.
     pub fn upload_key(&self) -> String {
         crate::uploads::object_key(&self.user, self.id, self.content_type)
     }
 
+    /// Where the avatar is copied to, `avatars/{user}/{id}.{ext}`.
     pub fn avatar_key(&self) -> String {
         format!("{AVATAR_PREFIX}{}/{}.{}", self.user, self.id.hyphenated(), self.content_type.extension)
     }
 }
 
+/// Why a key is not one the caller may record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyRefused {
+    /// Not a key this service issues; the text says which rule it broke.
     #[error("the key is not one this service issues: {0}")]
     Malformed(&'static str),
+    /// A well-formed key under another user's prefix.
     #[error("the key belongs to another user")]
     OtherUser,
 }
@@ -128,38 +141,66 @@ pub enum KeyRefused {
 /// Why a record is refused; nothing was recorded, and only an offending object was deleted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AvatarRefused {
+    /// The key itself is refused (step 1).
     #[error(transparent)]
     Key(#[from] KeyRefused),
+    /// The key's type is not one of [`AVATAR_TYPES`].
     #[error("an avatar is one of: {}", AVATAR_TYPES.join(", "))]
     NotAnAvatarType,
+    /// No object under the key (the PUT has not happened yet, or the lifecycle rule removed it).
     #[error("nothing was uploaded under this key (yet)")]
     NotUploaded,
+    /// The object has zero bytes.
     #[error("the uploaded object is empty; it was deleted")]
     Empty,
     #[error("the uploaded object is {size} bytes; the limit is {max} bytes; it was deleted")]
-    TooLarge { size: u64, max: u64 },
+    /// The object is larger than the upload limit.
+    TooLarge {
+        /// The object's size, in bytes.
+        size: u64,
+        /// The limit (`UPLOAD_MAX_BYTES`), in bytes.
+        max: u64,
+    },
     #[error("the uploaded object is stored as {stored:?}, not {expected}; it was deleted")]
-    WrongType { stored: Option<String>, expected: &'static str },
+    /// S3 stores the object under another content type than its key's extension.
+    WrongType {
+        /// The stored `Content-Type`, if any.
+        stored: Option<String>,
+        /// The type the key was issued for.
+        expected: &'static str,
+    },
     #[error("the uploaded bytes are not {expected}; the object was deleted")]
-    ContentMismatch { expected: &'static str },
+    /// The first bytes are not the signature of the declared type.
+    ContentMismatch {
+        /// The declared type.
+        expected: &'static str,
+    },
 }
 
 /// S3 or DynamoDB failed (or kept losing the race); transient unless the service says otherwise.
 #[derive(Debug, thiserror::Error)]
 pub enum AvatarError {
     #[error("S3 {op} failed: {message}")]
+    /// An S3 call failed.
     S3 {
+        /// The operation (`HeadObject`, `CopyObject`, ...).
         op: &'static str,
+        /// The SDK's error with its context.
         message: String,
+        /// The SDK's error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A DynamoDB call on the `Users` table failed.
     #[error(transparent)]
     Dynamo(#[from] DynamoError),
+    /// The user's item lacks an attribute or has one of the wrong type.
     #[error("the user item is malformed: {0}")]
     BadItem(&'static str),
+    /// Every attempt lost the version race to another record of the same user.
     #[error("{MAX_WRITE_ATTEMPTS} concurrent records of this user committed first")]
     Contended,
+    /// The SDK could not presign the profile's avatar GET.
     #[error("presigning the avatar URL failed: {0}")]
     Presign(String),
 }
@@ -167,8 +208,10 @@ pub enum AvatarError {
 /// A record or a profile read: refused (4xx) or failed (5xx).
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
+    /// The caller's mistake: nothing was recorded.
     #[error(transparent)]
     Refused(#[from] AvatarRefused),
+    /// A dependency failed: worth a retry.
     #[error(transparent)]
     Failed(#[from] AvatarError),
 }
@@ -198,16 +241,22 @@ pub struct Avatar {
     pub key: String,
     /// The upload key it was recorded from (what the client sent).
     pub upload_key: String,
+    /// The object's content type, checked against its first bytes.
     pub content_type: String,
+    /// Object size, in bytes.
     pub size: u64,
+    /// When it was recorded, RFC 3339 UTC.
     pub updated_at: String,
 }
 
 /// A user's item in `Users`: key `id`; `version` counts avatar writes (the write condition).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserRecord {
+    /// The user, the `Users` table key.
     pub id: UserId,
+    /// Avatar writes so far; each write requires the version it read.
     pub version: u64,
+    /// The current avatar, if any.
     pub avatar: Option<Avatar>,
 }
 
@@ -215,18 +264,25 @@ pub struct UserRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Profile {
+    /// The user whose profile this is.
     pub id: String,
+    /// The avatar, `null` when the user has none.
     pub avatar: Option<AvatarView>,
 }
 
+/// An avatar as a profile shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AvatarView {
     /// A presigned GET, valid until `expiresAt`.
     pub url: String,
+    /// When `url` stops working, RFC 3339 UTC.
     pub expires_at: String,
+    /// The image's content type.
     pub content_type: String,
+    /// Image size, in bytes.
     pub size: u64,
+    /// When it was recorded, RFC 3339 UTC.
     pub updated_at: String,
 }
 
@@ -241,6 +297,7 @@ pub struct Avatars {
 }
 
 impl Avatars {
+    /// Records avatars from `uploads`' bucket into `settings`' users table.
     pub fn new(
         s3: aws_sdk_s3::Client,
         dynamodb: aws_sdk_dynamodb::Client,
@@ -250,6 +307,7 @@ impl Avatars {
         Self { presigner: presigning_client(&s3), s3, dynamodb, uploads, settings }
     }
 
+    /// The users table and URL lifetime.
     pub fn settings(&self) -> &AvatarSettings {
         &self.settings
     }

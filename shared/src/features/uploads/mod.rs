@@ -1,6 +1,6 @@
 //! Uploads: presigned S3 PUTs that browsers send directly ([`presign`]: types, sizes, filenames,
 //! the signed headers), avatars recorded after the upload ([`avatars`]), and the problems every
-//! caller agrees on ([`problem`]).
+//! caller agrees on (`problem.rs`, as problem+json).
 
 pub mod avatars;
 pub mod presign;

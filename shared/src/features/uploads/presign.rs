@@ -31,11 +31,15 @@ use crate::text::is_invisible;
 
 /// Every key this module makes starts here; the function's IAM policy allows nothing else.
 pub const KEY_PREFIX: &str = "uploads/";
+/// The content types allowed when `UPLOAD_ALLOWED_TYPES` is unset.
 pub const DEFAULT_ALLOWED_TYPES: [&str; 3] = ["image/jpeg", "image/png", "image/webp"];
+/// Largest upload when `UPLOAD_MAX_BYTES` is unset, in bytes (5 MiB).
 pub const DEFAULT_MAX_BYTES: u64 = 5 * 1024 * 1024;
 /// S3's limit for a single PUT; larger files need multipart uploads, which this does not sign.
 pub const MAX_SINGLE_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// How long an upload URL is valid when `UPLOAD_URL_TTL_SECONDS` is unset, in seconds.
 pub const DEFAULT_URL_TTL_SECS: u64 = 300;
+/// Longest upload URL lifetime accepted, in seconds.
 pub const MAX_URL_TTL_SECS: u64 = 3600;
 /// The longest filename accepted in a request, in bytes (browsers give at most a few hundred).
 pub const FILENAME_MAX_BYTES: usize = 1024;
@@ -60,7 +64,9 @@ const KNOWN_TYPES: &[(&str, &str)] = &[
 /// A content type with the extension its keys get.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UploadType {
+    /// The content type, lower case, exactly as signed (`image/png`).
     pub mime: &'static str,
+    /// The key's extension, without the dot (`png`).
     pub extension: &'static str,
 }
 
@@ -85,9 +91,13 @@ impl UploadType {
 /// `UPLOAD_URL_TTL_SECONDS` and `S3_FORCE_PATH_STYLE`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UploadSettings {
+    /// The bucket uploads go to (`UPLOADS_BUCKET`).
     pub bucket: String,
+    /// The types a client may upload (`UPLOAD_ALLOWED_TYPES`), each known.
     pub allowed_types: Vec<UploadType>,
+    /// Largest upload, in bytes (`UPLOAD_MAX_BYTES`).
     pub max_bytes: u64,
+    /// How long an upload URL is valid (`UPLOAD_URL_TTL_SECONDS`).
     pub url_ttl: Duration,
     /// Path-style addressing (`https://host/bucket/key`) for S3-compatible stores; `main` passes
     /// it to `AwsClients::new`.
@@ -95,6 +105,7 @@ pub struct UploadSettings {
 }
 
 impl UploadSettings {
+    /// Reads the upload variables; each bad one is recorded on `env`.
     pub fn from_env(env: &mut EnvReader<'_>) -> Self {
         let bucket = env.required("UPLOADS_BUCKET", "the S3 bucket that receives uploads");
         let mut names = env.list("UPLOAD_ALLOWED_TYPES");
@@ -125,6 +136,7 @@ impl UploadSettings {
         }
     }
 
+    /// The allowed content types, as named in a refusal.
     pub fn allowed_mimes(&self) -> Vec<&'static str> {
         self.allowed_types.iter().map(|t| t.mime).collect()
     }
@@ -134,8 +146,11 @@ impl UploadSettings {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UploadRequest {
+    /// The client's filename, for display only (see [`display_filename`]).
     pub filename: String,
+    /// The file's content type; it must be allowed and is signed.
     pub content_type: String,
+    /// The file's exact size in bytes; it is signed.
     pub size: u64,
 }
 
@@ -143,11 +158,23 @@ pub struct UploadRequest {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UploadRefused {
     #[error("contentType is not allowed; allowed: {}", allowed.join(", "))]
-    TypeNotAllowed { allowed: Vec<&'static str> },
+    /// `contentType` is not one of the allowed types.
+    TypeNotAllowed {
+        /// The allowed types, for the client.
+        allowed: Vec<&'static str>,
+    },
+    /// `size` is 0.
     #[error("size must be at least 1 byte")]
     Empty,
     #[error("size is {size} bytes; the limit is {max} bytes")]
-    TooLarge { size: u64, max: u64 },
+    /// `size` is over the limit.
+    TooLarge {
+        /// The requested size, in bytes.
+        size: u64,
+        /// The limit (`UPLOAD_MAX_BYTES`), in bytes.
+        max: u64,
+    },
+    /// The filename is empty or longer than [`FILENAME_MAX_BYTES`].
     #[error("filename must be 1 to {FILENAME_MAX_BYTES} bytes")]
     InvalidFilename,
 }
@@ -160,9 +187,13 @@ pub struct PresignError(pub String);
 /// A validated request: the key, the type and size to sign, the display name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UploadPlan {
+    /// The object key the server chose (see [`object_key`]).
     pub key: String,
+    /// The type to sign.
     pub content_type: UploadType,
+    /// The size to sign, in bytes.
     pub size: u64,
+    /// The [`display_filename`] of the client's filename.
     pub filename: String,
 }
 
@@ -170,14 +201,18 @@ pub struct UploadPlan {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PresignedUpload {
+    /// The presigned S3 URL to PUT the file to, valid until `expiresAt`.
     pub upload_url: String,
+    /// Always `PUT`.
     pub method: &'static str,
     /// Every header the signature covers besides `Host`, with the exact values to send:
     /// `Content-Type`, `Content-Length` and `If-None-Match`.
     pub headers: BTreeMap<String, String>,
+    /// The object key the file will have.
     pub key: String,
     /// RFC 3339, UTC, whole seconds.
     pub expires_at: String,
+    /// The cleaned filename, for display.
     pub filename: String,
 }
 
@@ -251,6 +286,7 @@ pub struct Uploads {
 }
 
 impl Uploads {
+    /// Signs into `settings.bucket` with a presigning copy of `s3`.
     pub fn new(s3: aws_sdk_s3::Client, settings: UploadSettings) -> Self {
         Self { s3: presigning_client(&s3), settings }
     }
@@ -260,6 +296,7 @@ impl Uploads {
         &self.s3
     }
 
+    /// The settings uploads are checked against.
     pub fn settings(&self) -> &UploadSettings {
         &self.settings
     }

@@ -1,4 +1,4 @@
-//! How the storage layer's errors reach HTTP: a refused upload names the limit it broke
+//! How the uploads feature's errors reach HTTP: a refused upload names the limit it broke
 //! (`allowed` types, `maxBytes`), so a client can tell its user what to change.
 
 use http::StatusCode;

@@ -34,10 +34,13 @@ fn timeouts() -> TimeoutConfig {
 /// Why a PEM bundle cannot be a trust store.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustStoreError {
+    /// The bundle is not PEM.
     #[error("not PEM certificates: {0}")]
     Pem(#[source] rustls::pki_types::pem::Error),
+    /// A certificate parsed but rustls refuses it as a trust anchor.
     #[error("a certificate is not a usable trust anchor: {0}")]
     Anchor(#[source] rustls::Error),
+    /// The PEM holds no certificate.
     #[error("no certificate in the bundle")]
     Empty,
 }
@@ -73,7 +76,8 @@ fn tls_context() -> TlsContext {
 
 /// Loads region, credentials and endpoints from the environment, once. The HTTP client is the
 /// SDK's default one (as aws-smithy-runtime's `default_https_client` builds it: rustls + aws-lc,
-/// connector settings, sleep, proxy from the environment) with [`tls_context`].
+/// connector settings, sleep, proxy from the environment) with this module's TLS context:
+/// `AWS_CA_BUNDLE`'s certificates when set and usable, else the embedded Amazon roots.
 pub async fn load_sdk_config() -> SdkConfig {
     let context = tls_context();
     let http = Builder::new().build_with_connector_fn(move |settings, components| {
@@ -93,9 +97,13 @@ pub async fn load_sdk_config() -> SdkConfig {
 /// The AWS clients a function may use; each is cheap to clone (an `Arc` inside).
 #[derive(Clone, Debug)]
 pub struct AwsClients {
+    /// DynamoDB, with the bundle's timeouts.
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// S3, path-style when asked for (S3-compatible stores).
     pub s3: aws_sdk_s3::Client,
+    /// SES v2 (sending email).
     pub sesv2: aws_sdk_sesv2::Client,
+    /// SQS (queues and their dead-letter queues).
     pub sqs: aws_sdk_sqs::Client,
 }
 

@@ -30,7 +30,9 @@ pub enum DynamoErrorKind {
 /// A failed DynamoDB call: the operation, its kind, and the SDK's error as the source.
 #[derive(Debug)]
 pub struct DynamoError {
+    /// The SDK operation that failed (`PutItem`, `Query`, ...).
     pub operation: &'static str,
+    /// Whether a retry may help.
     pub kind: DynamoErrorKind,
     /// The service's error code (`ProvisionedThroughputExceededException`, ...), when it sent one.
     pub code: Option<String>,
@@ -79,10 +81,12 @@ impl DynamoError {
         Self { operation, kind: DynamoErrorKind::Permanent, code: None, source: what.into().into() }
     }
 
+    /// Throttled, timed out, unreachable or a 5xx: worth a retry or a 503.
     pub fn is_transient(&self) -> bool {
         self.kind == DynamoErrorKind::Transient
     }
 
+    /// A `ConditionExpression` was false: someone else got there first.
     pub fn is_conflict(&self) -> bool {
         self.kind == DynamoErrorKind::Conflict
     }

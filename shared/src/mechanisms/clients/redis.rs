@@ -5,7 +5,7 @@
 //! must be replaced without failing the request that finds it. So:
 //! - the connection is opened lazily, on first use, with a connect timeout; init never waits on it;
 //! - every command runs under a response timeout;
-//! - the link is a small state machine ([`Link`]): idle, up (a numbered connection), or backing
+//! - the link is a small state machine (`Link`): idle, up (a numbered connection), or backing
 //!   off after a failed connect. A caller that sees its connection break drops *that* connection
 //!   only (never a newer one another caller opened meanwhile) and an idempotent command is retried
 //!   once on a fresh one (a stale socket after a thaw is the common case and costs one reconnect);
@@ -28,12 +28,18 @@ use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, 
 
 use crate::config::EnvReader;
 
+/// How to reach Redis, from `REDIS_*` (see [`RedisSettings::from_env`]).
 #[derive(Clone, Debug)]
 pub struct RedisSettings {
+    /// `redis://host:port` or `rediss://host:port` (TLS); may carry a password, so never logged.
     pub url: String,
+    /// Cluster mode (`REDIS_CLUSTER`): the URL is one seed node.
     pub cluster: bool,
+    /// Longest wait for a connection (`REDIS_CONNECT_TIMEOUT_MS`, default 250 ms).
     pub connect_timeout: Duration,
+    /// Longest wait for one reply (`REDIS_RESPONSE_TIMEOUT_MS`, default 250 ms).
     pub response_timeout: Duration,
+    /// How long connects are skipped after one failed (`REDIS_RECONNECT_BACKOFF_MS`, default 500 ms).
     pub reconnect_backoff: Duration,
 }
 
@@ -55,19 +61,23 @@ impl RedisSettings {
     }
 }
 
+/// A failed Redis call: an outage, a refused command, or settings that do not parse.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisStoreError {
     /// The server could not be reached, did not answer in time or answered "not now" (loading,
-    /// failing over): callers fail open (cache) or closed (tokens) on this.
+    /// failing over): callers fail open (cache) or closed (auth) on this.
     #[error("redis unavailable: {reason}")]
     Unavailable {
+        /// What failed (connect, timeout, server not ready, ...).
         reason: &'static str,
+        /// The client's error, when there was one (a skipped connect has none).
         #[source]
         source: Option<RedisError>,
     },
     /// The server answered with an error (wrong type, script error, ...): a bug, not an outage.
     #[error("redis command failed: {0}")]
     Command(#[source] RedisError),
+    /// The URL or cluster settings were refused by the client (at init).
     #[error("invalid redis settings: {0}")]
     Settings(#[source] RedisError),
 }
@@ -91,7 +101,9 @@ enum Client {
 /// A live connection of either kind; clones share one multiplexed socket (or cluster pool).
 #[derive(Clone)]
 pub enum Connection {
+    /// A single node (or a primary behind one endpoint).
     Single(MultiplexedConnection),
+    /// Cluster mode: commands routed by key slot.
     Cluster(ClusterConnection),
 }
 
@@ -216,6 +228,7 @@ fn unavailable(reason: &'static str, source: RedisError) -> RedisStoreError {
     RedisStoreError::Unavailable { reason, source: Some(source) }
 }
 
+/// The one Redis connection of a process: lazy, with bounded timeouts and a reconnect backoff (see the module docs).
 pub struct RedisStore {
     client: Client,
     settings: RedisSettings,
@@ -254,6 +267,7 @@ impl RedisStore {
         })
     }
 
+    /// The settings it was built with.
     pub fn settings(&self) -> &RedisSettings {
         &self.settings
     }

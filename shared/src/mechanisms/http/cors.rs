@@ -15,9 +15,13 @@ pub const API_METHODS: &str = "GET,POST,PUT,PATCH,DELETE,OPTIONS";
 /// `*` is never sent, because the API uses credentials (the refresh-token cookie).
 #[derive(Clone, Debug, Default)]
 pub struct Cors {
+    /// Exact origins (`https://app.example.com`) that may call the API (`ALLOWED_ORIGINS`).
     pub allowed_origins: Vec<String>,
+    /// `Access-Control-Allow-Methods` of preflights, such as [`API_METHODS`].
     pub allowed_methods: &'static str,
+    /// `Access-Control-Allow-Headers` of preflights.
     pub allowed_headers: &'static str,
+    /// How long a browser may cache a preflight, in seconds (`Access-Control-Max-Age`).
     pub max_age_secs: u32,
 }
 

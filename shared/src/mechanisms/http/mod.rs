@@ -1,8 +1,8 @@
 //! The only place HTTP shapes are made, knowing no feature: [`problem`]+json errors, JSON
-//! responses and [`respond`], [`cors`], [`cookies`], [`request`] decoding and
+//! responses and [`respond`](mod@respond), [`cors`], [`cookies`], [`request`] decoding and
 //! each function's route table ([`routes`]).
 //!
-//! Handlers return `Result<Response<Body>, Problem>`; [`respond`] turns that into the final
+//! Handlers return `Result<Response<Body>, Problem>`; [`respond()`] turns that into the final
 //! response. Each feature maps its own errors to problems (`features/*/problem.rs`); a function
 //! maps what only it decides (the webhook's retry policy).
 

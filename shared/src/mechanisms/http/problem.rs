@@ -6,14 +6,19 @@ use http::header::{self, HeaderName, HeaderValue};
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
+/// The `Content-Type` of every problem response.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An RFC 9457 problem. `kind` becomes the `type` member as `/problems/{kind}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The response status, also the body's `status`.
     pub status: StatusCode,
+    /// The slug after `/problems/` in `type` (`invalid-fields`, `not-found`, ...).
     pub kind: &'static str,
+    /// A short, fixed summary of the kind (`title`).
     pub title: &'static str,
+    /// What went wrong with this request, for the client (`detail`).
     pub detail: String,
     /// Extra members (for example the list of invalid fields).
     pub extra: Option<serde_json::Value>,
@@ -31,28 +36,34 @@ struct ProblemBody<'a> {
 }
 
 impl Problem {
+    /// A problem without extra members or headers.
     pub fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
         Self { status, kind, title, detail: detail.into(), extra: None, headers: Vec::new() }
     }
 
+    /// Adds members to the body (existing members win).
     pub fn with_extra(mut self, extra: serde_json::Value) -> Self {
         self.extra = Some(extra);
         self
     }
 
+    /// Adds a response header.
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
         self
     }
 
+    /// A 400 of the given kind.
     pub fn bad_request(kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, kind, title, detail)
     }
 
+    /// A 404 (`not-found`).
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }
 
+    /// A 405 with the `Allow` header set to `allowed` (a comma-separated method list).
     pub fn method_not_allowed(allowed: &str) -> Self {
         let problem = Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -76,11 +87,13 @@ impl Problem {
         )
     }
 
+    /// A 503 with `Retry-After: 1`: a dependency is down or slow, and a retry may succeed.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", detail)
             .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
     }
 
+    /// The response: problem+json body, `Cache-Control: no-store` and the extra headers.
     pub fn to_response(&self) -> Response<Body> {
         let mut body = serde_json::to_value(ProblemBody {
             kind: format!("/problems/{}", self.kind),
