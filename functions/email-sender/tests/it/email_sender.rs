@@ -2,15 +2,13 @@
 //! a second send, a failing transport cycling through the queue into the dead-letter queue and
 //! back with the DLQ replay, FIFO ordering, the concurrency bound, and HTML escaping end to end.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::common::*;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageAttributeValue;
-use common::*;
 use email_sender::handler::{State, handle};
 use futures::future::BoxFuture;
 use shared::clock::now_ms;

@@ -3,12 +3,12 @@
 //! (type, size, auth), CORS, hostile filenames, and the sample events in events/upload-presign.
 //! (moto does not check signatures; tests/signature_refusals.rs covers that against s3s.)
 
-mod common;
+use crate::common;
 
 use shared::config::FromEnv;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{Fixture, assert_server_key, json_of, put};
+use crate::common::{Fixture, assert_server_key, json_of, put};
 use lambda_http::Body;
 use serde_json::json;
 

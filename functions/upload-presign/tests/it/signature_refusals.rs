@@ -6,12 +6,12 @@
 //! content type, a changed key, a tampered signature and an expired URL each get 403, and leave
 //! nothing in the bucket.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
+use crate::common::{ACCESS_KEY, BUCKET, S3sServer, assert_server_key, put};
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use common::{ACCESS_KEY, BUCKET, S3sServer, assert_server_key, put};
 use serde_json::Value;
 use shared::auth::UserId;
 use shared::uploads::{DEFAULT_ALLOWED_TYPES, UploadRequest, UploadSettings, Uploads};

@@ -168,13 +168,8 @@ pub fn provision_for_origin(origin: &str) -> Value {
     serde_json::from_slice(&out.stdout).expect("provision.py prints JSON")
 }
 
-pub fn json_of(r: &Response<Body>) -> Value {
-    match r.body() {
-        Body::Text(t) => serde_json::from_str(t).expect("JSON body"),
-        Body::Binary(b) => serde_json::from_slice(b).expect("JSON body"),
-        _ => Value::Null,
-    }
-}
+/// The body as JSON (testkit's reader, under the name these tests use).
+pub use testkit::http::json as json_of;
 
 /// A `uploads/{user}/{uuid v4}.{ext}` key, nothing else.
 pub fn assert_server_key(key: &str, user: &str, ext: &str) {

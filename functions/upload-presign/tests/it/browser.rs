@@ -10,14 +10,14 @@
 //! A second page, on an origin that is not allowed, shows that both refusals are real.
 //! Chromium missing is a test failure, never a skip.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{Fixture, HttpServer, assert_server_key};
+use crate::common::{Fixture, HttpServer, assert_server_key};
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde_json::{Value, json};

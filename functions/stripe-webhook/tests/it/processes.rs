@@ -2,11 +2,9 @@
 //! way Lambda scales out: twenty execution environments receive the same event at the same
 //! moment, and exactly one order update and one email job come out of it.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use lambda_harness::{Function, Invocation, SpawnOptions};
 use serde_json::{Value, json};
 use shared::payments::OrderStatus;

@@ -2,11 +2,9 @@
 //! `events/email-sender/`: the answer is Lambda's partial-batch response, the log transport prints
 //! each email, and every failure is logged with its kind.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use lambda_harness::{Function, SpawnOptions};
 use serde_json::{Value, json};
 

@@ -5,12 +5,12 @@
 //! DynamoDB's are). Every test runs with the Lambda environment set.
 //! Objects are counted by listing the bucket from outside the code under test.
 
-mod common;
+use crate::common;
 
 use shared::config::FromEnv;
 use std::collections::HashMap;
 
-use common::{BUCKET, PNG_1X1, S3sServer, json_of, profile_with, put, record_with};
+use crate::common::{BUCKET, PNG_1X1, S3sServer, json_of, profile_with, put, record_with};
 use lambda_http::Body;
 use serde_json::{Value, json};
 use shared::auth::{AccessTokens, UserId};

@@ -7,7 +7,7 @@ use shared::config::FromEnv;
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request};
 use serde_json::{Value, json};
 use shared::clients::AwsClients;
 use shared::clock::timestamp_now;
@@ -169,13 +169,8 @@ pub fn signed(body: &str) -> Request {
     request(body, Some(&signature(body)))
 }
 
-pub fn json_of(r: &Response<Body>) -> Value {
-    match r.body() {
-        Body::Text(t) => serde_json::from_str(t).unwrap(),
-        Body::Binary(b) => serde_json::from_slice(b).unwrap(),
-        _ => Value::Null,
-    }
-}
+/// The body as JSON (testkit's reader, under the name these tests use).
+pub use testkit::http::json as json_of;
 
 /// A Lambda Function URL event (payload format 2.0), as Lambda delivers it to the binary.
 pub fn function_url_event(method: &str, body: &str, signature: Option<&str>, base64: bool) -> Value {

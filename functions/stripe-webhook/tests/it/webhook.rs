@@ -2,9 +2,7 @@
 //! the deliveries do (duplicates, failures after the claim, claims left behind by a crashed
 //! invocation), and every refusal is a precise 4xx that touches nothing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use shared::clock::now_ms;
 use shared::idempotency::Claim;

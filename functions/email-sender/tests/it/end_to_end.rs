@@ -2,12 +2,10 @@
 //! the order paid and queues its confirmation; email-sender takes the batch from EmailQueue and
 //! the confirmation shows up in moto's SES store, once, with the order's items escaped.
 
-mod common;
-
 use shared::config::FromEnv;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use email_sender::handler::handle;
 use lambda_http::Body;
 use serde_json::json;
