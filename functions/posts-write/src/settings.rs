@@ -10,7 +10,7 @@ pub struct Settings {
     pub posts: PostsSettings,
     pub cors: Cors,
     pub access_tokens: AccessTokenSettings,
-    /// `POSTS_INDEX_WAIT_MS`: how long a write waits for the index to show it (see post_writes).
+    /// `POSTS_INDEX_WAIT_MS`: how long a write waits for the index to show it (see `shared::posts::writes`).
     pub index_wait: std::time::Duration,
 }
 
