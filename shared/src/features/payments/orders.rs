@@ -187,16 +187,8 @@ impl OrdersRepo {
 
     /// The order, read consistently (it may have just been paid), or `None`.
     pub async fn get(&self, id: &OrderId) -> Result<Option<Order>, OrdersError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("id", AttributeValue::S(id.0.clone()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| DynamoError::new("GetItem", e))?;
-        out.item.map(|item| order_from_item(&item)).transpose()
+        let item = dynamo::get_by_id(&self.client, &self.table, id.as_str()).await?;
+        item.map(|item| order_from_item(&item)).transpose()
     }
 
     /// pending → paid, in one conditional update that also checks the amount and currency.
@@ -289,16 +281,8 @@ impl SubscriptionsRepo {
 
     /// The stored status, or `None` when there is no such subscription.
     pub async fn status(&self, id: &str) -> Result<Option<String>, OrdersError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("id", AttributeValue::S(id.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| DynamoError::new("GetItem", e))?;
-        Ok(out.item.and_then(|i| dynamo::string(&i, "status").cloned()))
+        let item = dynamo::get_by_id(&self.client, &self.table, id).await?;
+        Ok(item.and_then(|i| dynamo::string(&i, "status").cloned()))
     }
 
     /// Sets `status = canceled` on an existing subscription. `canceled_at` (epoch seconds, from

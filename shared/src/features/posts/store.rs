@@ -178,16 +178,8 @@ impl PostsRepo {
     /// The post, read consistently, published or not; `None` when there is no such id.
     pub async fn get(&self, id: &PostId) -> Result<Option<Post>, PostsError> {
         self.count_read("get");
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("id", AttributeValue::S(id.0.clone()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| DynamoError::new("GetItem", e))?;
-        out.item.map(|item| from_item(&item)).transpose()
+        let item = dynamo::get_by_id(&self.client, &self.table, id.as_str()).await?;
+        item.map(|item| from_item(&item)).transpose()
     }
 
     /// Published posts, newest first, starting after `after` (from the top when `None`): one

@@ -454,16 +454,8 @@ impl Avatars {
 
     /// The user's item (strongly consistent), or `None` when the user never recorded anything.
     pub async fn user(&self, user: &UserId) -> Result<Option<UserRecord>, AvatarError> {
-        let out = self
-            .dynamodb
-            .get_item()
-            .table_name(&self.settings.users_table)
-            .key("id", AttributeValue::S(user.to_string()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| DynamoError::new("GetItem", e))?;
-        out.item.map(|item| user_from_item(user, &item)).transpose()
+        let item = dynamo::get_by_id(&self.dynamodb, &self.settings.users_table, user.as_str()).await?;
+        item.map(|item| user_from_item(user, &item)).transpose()
     }
 
     /// Writes the avatar if the item is still at `version` (`None`: no item yet).

@@ -133,6 +133,20 @@ impl StdError for DynamoError {
     }
 }
 
+/// The item whose string key `id` is `key`, read consistently (a reader that must see the last
+/// write: an order just paid, a post just changed), or `None` when there is none.
+pub async fn get_by_id(client: &aws_sdk_dynamodb::Client, table: &str, key: &str) -> Result<Option<Item>, DynamoError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key("id", AttributeValue::S(key.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| DynamoError::new("GetItem", e))?;
+    Ok(out.item)
+}
+
 /// The string attribute `name`, if the item has one.
 pub fn string<'a>(item: &'a Item, name: &str) -> Option<&'a String> {
     item.get(name).and_then(|v| v.as_s().ok())
