@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use shared::clients::AwsClients;
 
+pub mod api_front_door;
 pub mod dynamo_meter;
 pub mod redis_server;
 pub mod serial_moto;
+pub use api_front_door::ApiFrontDoor;
 pub use dynamo_meter::{DynamoMeter, Reads};
 pub use redis_server::{Persistence, RedisCluster, RedisServer};
 pub use serial_moto::SerialMoto;
