@@ -108,7 +108,7 @@ def make_handler(cors, upstream):
                 resp = conn.getresponse()
                 data = resp.read()
                 kept = [(k, v) for k, v in resp.getheaders()
-                        if k.lower() not in HOP_BY_HOP and k.lower() != "content-length"
+                        if k.lower() not in HOP_BY_HOP and k.lower() not in ("content-length", "server", "date")
                         and not k.lower().startswith("access-control-")]
                 self.answer(resp.status, kept + cors.response_headers(origin), data)
             except OSError as e:

@@ -38,7 +38,7 @@ fi
 
 # scripts/sam-local.sh: Podman serves SAM CLI the Docker API (runc as its runtime, CNI bridge
 # plugins), busybox-static and the bootstraps' libraries make SAM's base image, `ip` picks a subnet.
-SAM_LOCAL_PACKAGES=(podman runc busybox-static containernetworking-plugins iproute2)
+SAM_LOCAL_PACKAGES=(podman runc busybox-static containernetworking-plugins iptables iproute2)
 if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1 || [ ! -x /bin/busybox ] \
   || [ ! -x /usr/lib/cni/bridge ] || ! command -v ip >/dev/null 2>&1; then
   echo "bootstrap: installing ${SAM_LOCAL_PACKAGES[*]} (apt; sam local runs on Podman)"

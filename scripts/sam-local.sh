@@ -9,7 +9,8 @@
 #
 #   scripts/sam-local.sh [--bin-dir DIR] [--bench FILE]
 #     --bin-dir  where the x86_64 function binaries are (default: $CARGO_TARGET_DIR/debug)
-#     --bench    also write phase 1's per-event durations to FILE (Markdown; make bench uses it)
+#     --bench    also write phase 1's per-event durations into FILE (its "sam local invoke" section,
+#                replaced in place; make bench does this for BENCHMARKS.md on the release bootstraps)
 #
 # No Docker and no registry: Podman serves the Docker API on a socket in a temporary folder, its
 # configuration is a project-local containers.conf (CONTAINERS_CONF; /etc is never touched), its
@@ -40,6 +41,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 FUNCTIONS=(posts-read posts-write auth-refresh upload-presign stripe-webhook email-sender)
+# The seeding CLI from the same build when it is there (make bench builds release only).
+OPS=$BIN_DIR/ops
+[ -x "$OPS" ] || OPS=$TARGET/debug/ops
 ORIGIN=http://localhost:5173
 ORIGINS="http://127.0.0.1:5173,$ORIGIN"
 # The same local-only secrets scripts/stack.sh provisions with (the sample events are signed with them).
@@ -164,7 +168,7 @@ phase_stack() {
   local endpoint redis_port
   endpoint=$(grep '^AWS_ENDPOINT_URL=' "$dir/env" | cut -d= -f2-)
   redis_port=$(grep '^REDIS_PORT=' "$dir/env" | cut -d= -f2-)
-  (set -a; . "$dir/env"; set +a; "$TARGET/debug/ops" seed >/dev/null)
+  (set -a; . "$dir/env"; set +a; "$OPS" seed >/dev/null)
   python "$ROOT/scripts/loopback_forward.py" --listen "$GATEWAY" --allow "$SUBNET" \
     --port "${endpoint##*:}" --port "$redis_port" >>"$WORK/forward.log" 2>&1 &
   echo $! >>"$PIDS.fwd"
@@ -179,7 +183,7 @@ echo "== sam local invoke: every events/ file (containers on $NET, $SUBNET)"
 phase_stack invoke
 started=$(date +%s)
 bench_args=()
-[ -z "$BENCH" ] || bench_args=(--bench "$BENCH")
+[ -z "$BENCH" ] || bench_args=(--bench "$BENCH" --binaries "$(basename "$BIN_DIR")")
 python scripts/sam_local_run.py invoke --manifest events/manifest.json --gen-dir "$WORK/gen-invoke" "${bench_args[@]}"
 echo "sam local invoke phase: $(( $(date +%s) - started )) s"
 

@@ -124,26 +124,48 @@ def run_invoke(args):
             rows.append(row)
     print(f"sam local invoke: {passed} passed, {failed} failed", flush=True)
     if args.bench:
-        write_bench(args.bench, rows)
+        write_bench(args.bench, rows, args.binaries)
     return failed == 0
 
 
-def write_bench(path, rows):
+BENCH_HEADING = "## `sam local invoke`, per sample event"
+
+
+def write_bench(path, rows, binaries):
+    """Writes the section into `path`: replaces it if the file has it (up to the next `## `
+    heading), appends it otherwise, creates the file if there is none."""
     walls = sorted(r[2] for r in rows)
     own = sorted(r[3] for r in rows if r[3] is not None)
+    median = lambda xs: xs[len(xs) // 2] if xs else float("nan")  # noqa: E731
     lines = [
+        BENCH_HEADING,
+        "",
+        f"Written by `scripts/sam-local.sh --bench {os.path.basename(path)}` (`make bench` runs it on the release "
+        f"bootstraps) on {time.strftime('%Y-%m-%d')}, with {binaries} x86_64 bootstraps. Each event is one "
+        "`sam local invoke` process, one after the other, on Podman (a new container every time, SAM's "
+        "Runtime Interface Emulator inside) against the local stack; the first column is that process "
+        "from start to exit (SAM CLI's own start, the container's creation and start, the function's "
+        "init and the invocation), the second the function's own `Duration` from Lambda's REPORT line. "
+        "The gap is SAM and the container, not the function.",
+        "",
         "| function | event | `sam local invoke` (ms) | function's own Duration (ms) |",
         "| --- | --- | ---: | ---: |",
     ]
     for function, event, wall, duration in rows:
         lines.append(f"| {function} | {event} | {wall:.0f} | {'-' if duration is None else f'{duration:.1f}'} |")
-    median = lambda xs: xs[len(xs) // 2] if xs else float("nan")  # noqa: E731
-    lines.append("")
-    lines.append(f"{len(rows)} events: `sam local invoke` median {median(walls):.0f} ms (min {walls[0]:.0f}, "
-                 f"max {walls[-1]:.0f}); the function's own Duration median {median(own):.1f} ms "
-                 f"(max {own[-1]:.1f}).")
+    lines += ["", f"{len(rows)} events: `sam local invoke` median {median(walls):.0f} ms (min {walls[0]:.0f}, "
+                  f"max {walls[-1]:.0f}); the function's own Duration median {median(own):.1f} ms "
+                  f"(max {own[-1]:.1f}).", ""]
+    section = "\n".join(lines)
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
+    if BENCH_HEADING in text:
+        head, rest = text.split(BENCH_HEADING, 1)
+        nxt = rest.find("\n## ")
+        text = head + section + (rest[nxt + 1:] if nxt >= 0 else "")
+    else:
+        text = (text.rstrip("\n") + "\n\n" if text else "") + section
     with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write(text)
 
 
 def http_request(api, event):
@@ -257,7 +279,8 @@ def main():
     inv = sub.add_parser("invoke")
     inv.add_argument("--manifest", required=True)
     inv.add_argument("--gen-dir", required=True)
-    inv.add_argument("--bench")
+    inv.add_argument("--bench", help="write the durations section into this Markdown file")
+    inv.add_argument("--binaries", default="debug", help="what the bootstraps are, for the --bench text")
     inv.add_argument("--jobs", type=int, default=3, help="functions run side by side (1 with --bench)")
     api = sub.add_parser("api")
     api.add_argument("--manifest", required=True)
