@@ -27,7 +27,8 @@ import sys
 import time
 import urllib.parse
 
-REPORT = re.compile(r"REPORT RequestId: \S+\s+Init Duration: ([\d.]+) ms\s+Duration: ([\d.]+) ms")
+# Lambda's REPORT line; Init Duration is not always there, and other log lines may share its line.
+REPORT = re.compile(r"REPORT RequestId: \S+.*?(?<!Init )(?<!Billed )Duration: ([\d.]+) ms")
 
 
 def load(path):
@@ -96,7 +97,7 @@ def invoke_one(gen, logical, base, entry):
         lines.append("  " + proc.stderr[-3000:].replace("\n", "\n  "))
     match = REPORT.search(proc.stderr)
     return lines, problem is None, (entry["function"], entry["event"], wall_ms,
-                                    float(match.group(2)) if match else None)
+                                    float(match.group(1)) if match else None)
 
 
 def run_invoke(args):
@@ -146,7 +147,8 @@ def write_bench(path, rows, binaries):
         "Runtime Interface Emulator inside) against the local stack; the first column is that process "
         "from start to exit (SAM CLI's own start, the container's creation and start, the function's "
         "init and the invocation), the second the function's own `Duration` from Lambda's REPORT line. "
-        "The gap is SAM and the container, not the function.",
+        "The gap is SAM and the container, not the function. A dash: SAM had the answer and stopped "
+        "the container before the emulator's REPORT line reached its log (it does not wait for it).",
         "",
         "| function | event | `sam local invoke` (ms) | function's own Duration (ms) |",
         "| --- | --- | ---: | ---: |",
