@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make dev`: install what is missing, start the local stack, seed demo data, and serve every
-# function through `cargo lambda watch` (its router maps the HTTP contract, like API Gateway).
+# function through `cargo lambda watch` (its router maps the HTTP contract, like API Gateway's
+# routes), behind scripts/api_front_door.py (CORS as API Gateway decides it, from template.yaml).
 # Leaves everything running; `make down` stops it. All listeners are on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,15 +17,23 @@ cargo build -q -p ops
 target/debug/ops seed >/dev/null
 
 API_PORT=${API_PORT:-9000}
-# --disable-cors: the functions answer CORS themselves, exactly as they do behind API Gateway.
-nohup cargo lambda watch -A 127.0.0.1 -P "$API_PORT" --disable-cors --env-file "$DEV/env" \
+WATCH_PORT=${WATCH_PORT:-$((API_PORT + 1))}
+ORIGINS=$(grep '^ALLOWED_ORIGINS=' "$DEV/env" | cut -d= -f2-)
+# --disable-cors: cargo lambda watch's own CORS layer allows any origin; API Gateway's comes from
+# the template instead (the front door below).
+nohup cargo lambda watch -A 127.0.0.1 -P "$WATCH_PORT" --disable-cors --env-file "$DEV/env" \
   >"$DEV/watch.log" 2>&1 &
+echo $! >>"$DEV/pids"
+# API Gateway's part: with CorsConfiguration set it answers every preflight itself and replaces the
+# functions' CORS headers with the configured ones. The front door does the same, from template.yaml.
+nohup .venv/bin/python scripts/api_front_door.py --port "$API_PORT" --upstream "http://127.0.0.1:$WATCH_PORT" \
+  --origins "$ORIGINS" >"$DEV/front-door.log" 2>&1 &
 echo $! >>"$DEV/pids"
 
 {
   echo "API_URL=http://127.0.0.1:$API_PORT"
-  # cargo lambda watch serves Function URLs under /lambda-url/<function>/
-  echo "WEBHOOK_URL=http://127.0.0.1:$API_PORT/lambda-url/stripe-webhook/"
+  # A Function URL is not behind API Gateway: cargo lambda watch serves it under /lambda-url/<function>/
+  echo "WEBHOOK_URL=http://127.0.0.1:$WATCH_PORT/lambda-url/stripe-webhook/"
 } >>"$DEV/env"
 
 # Wait for the router, then compile posts-read once so the first request is not a cold build.
@@ -33,14 +42,10 @@ for _ in $(seq 1 600); do
   sleep 0.5
 done
 
-# email-sender: moto's SES, like SES, refuses an unverified sender; then feed EmailQueue to the
+# email-sender: the stack verified the SES identity (scripts/provision.py); feed EmailQueue to the
 # function the way the SQS event source mapping does (batches, delete only what succeeded).
-.venv/bin/python - <<'PY'
-import os, boto3
-boto3.client("sesv2", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_REGION"]).create_email_identity(EmailIdentity=os.environ["EMAIL_FROM"])
-PY
 nohup target/debug/ops poll-queue --queue-url "$EMAIL_QUEUE_URL" \
-  --invoke-url "http://127.0.0.1:$API_PORT/2015-03-31/functions/email-sender/invocations" \
+  --invoke-url "http://127.0.0.1:$WATCH_PORT/2015-03-31/functions/email-sender/invocations" \
   >"$DEV/poller.log" 2>&1 &
 echo $! >>"$DEV/pids"
 

@@ -53,6 +53,7 @@ class Provisioner:
         self.ddb = boto3.client("dynamodb", **kw)
         self.sqs = boto3.client("sqs", **kw)
         self.s3 = boto3.client("s3", **kw)
+        self.ses = boto3.client("sesv2", **kw)
         self.region = region
         self.out = {}
 
@@ -185,6 +186,17 @@ class Provisioner:
                 self.s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
             self.out[logical] = {"name": name, "arn": f"arn:aws:s3:::{name}"}
 
+    def ses_identity(self):
+        """The SesIdentity parameter is an identity the account has verified before deploying (the
+        template only names it); moto's SES, like SES, refuses to send from anything else."""
+        identity = self.params.get("SesIdentity")
+        if not identity:
+            return
+        try:
+            self.ses.create_email_identity(EmailIdentity=identity)
+        except self.ses.exceptions.AlreadyExistsException:
+            pass
+
     def function_envs(self, overrides):
         glob = (self.t.get("Globals", {}).get("Function", {}).get("Environment", {}) or {}).get("Variables", {})
         envs = {}
@@ -223,6 +235,7 @@ def main():
     prov.tables()
     prov.queues()
     prov.buckets()
+    prov.ses_identity()
     overrides = dict(s.split("=", 1) for s in args.set)
     json.dump({"resources": prov.out, "functions": prov.function_envs(overrides)}, sys.stdout, indent=1)
     print()

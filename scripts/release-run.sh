@@ -25,3 +25,7 @@ else
   "$TARGET/release/bench" "$MODE" --bin-dir "$TARGET/release" --env-file "$STACK/env" --out "$OUT" \
     --command "make $([ "$MODE" = perf ] && echo bench || echo drill)"
 fi
+if [ "$MODE" = perf ]; then
+  # The same release bootstraps through `sam local invoke`, one event at a time: its own section.
+  scripts/sam-local.sh --bin-dir "$TARGET/release" --bench "$OUT"
+fi

@@ -2,7 +2,8 @@
 # `make test`: every check, against real services this script starts itself on free ports.
 #   formatting, clippy -D warnings, unit + integration tests (real redis-server processes started
 #   by the tests, one moto server for the run; tools/e2e runs every events/ file and the bad-input
-#   corpus through the real function binaries under a local Lambda Runtime API), template lints.
+#   corpus through the real function binaries under a local Lambda Runtime API), template lints,
+#   then every events/ file through `sam local invoke` and `sam local start-api` (scripts/sam-local.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -46,4 +47,9 @@ cfn-lint template.yaml
 # Every skipped check is justified inline in the template (Metadata: checkov: skip).
 checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
 actionlint
+echo "== the translated template as a contract (SAM translator output, pytest)"
+python -m pytest tests/template -q -p no:cacheprovider
 
+echo "== events/ through SAM CLI: sam local invoke, then sam local start-api (Podman, no Docker)"
+cargo build --workspace --bins --locked -q  # the bootstraps (already built by the tests above)
+scripts/sam-local.sh

@@ -3,7 +3,9 @@
 //! The manifest (`events/manifest.json`) is a JSON array of
 //! `{"function": "posts-read", "event": "posts-read/get-hit.json", "expectStatus": 200}`, event paths
 //! relative to the manifest's folder; `expectStatus` may be left out for functions that do not answer
-//! HTTP (the event then passes when the function answers without an error). Each function binary is
+//! HTTP (the event then passes when the function answers without an error). An SQS consumer's entry
+//! gives `expectBatchItemFailures`: the exact message ids its partial-batch response must list
+//! (in any order; `[]` when every record must succeed). Each function binary is
 //! started once and serves all of its events in manifest order, as a warm Lambda would; after an
 //! invocation that got no answer at all (a crash or a timeout) the process is replaced, as Lambda
 //! replaces a broken execution environment.
@@ -34,6 +36,9 @@ pub struct ManifestEntry {
     /// The `statusCode` the function must answer with.
     #[serde(default)]
     pub expect_status: Option<u16>,
+    /// The message ids the `batchItemFailures` answer must list, exactly (order aside).
+    #[serde(default)]
+    pub expect_batch_item_failures: Option<Vec<String>>,
 }
 
 /// Reads and validates a manifest file.
@@ -218,9 +223,25 @@ fn judge(entry: ManifestEntry, invocation: &Invocation, logs: String) -> CheckOu
         }
         (Some(_), Got::NoStatus) => Some("the response has no statusCode".to_owned()),
         _ if logs.contains("panicked") => Some("the function logged a panic".to_owned()),
-        _ => None,
+        _ => entry
+            .expect_batch_item_failures
+            .as_deref()
+            .and_then(|expected| batch_item_failures_problem(expected, invocation.json().ok().as_ref())),
     };
     CheckOutcome { entry, got, problem, logs }
+}
+
+/// Why a partial-batch answer is not the expected one, or `None` when its `batchItemFailures`
+/// list exactly the `expected` message ids.
+pub fn batch_item_failures_problem(expected: &[String], answer: Option<&Value>) -> Option<String> {
+    let Some(failures) = answer.and_then(|a| a.get("batchItemFailures")).and_then(Value::as_array) else {
+        return Some("the response has no batchItemFailures list".to_owned());
+    };
+    let mut got: Vec<&str> = failures.iter().filter_map(|f| f.get("itemIdentifier")?.as_str()).collect();
+    let mut want: Vec<&str> = expected.iter().map(String::as_str).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    (got != want).then(|| format!("expected batchItemFailures {want:?}, got {got:?}"))
 }
 
 /// Reads an event file as JSON.
@@ -247,11 +268,23 @@ mod tests {
     }
 
     #[test]
+    fn batch_item_failures_must_match_exactly() {
+        let want = vec!["b".to_owned(), "a".to_owned()];
+        let answer = |ids: &[&str]| serde_json::json!({"batchItemFailures": ids.iter().map(|id| serde_json::json!({"itemIdentifier": id})).collect::<Vec<_>>()});
+        assert_eq!(batch_item_failures_problem(&want, Some(&answer(&["a", "b"]))), None);
+        assert!(batch_item_failures_problem(&want, Some(&answer(&["a"]))).is_some(), "one missing");
+        assert!(batch_item_failures_problem(&want, Some(&answer(&["a", "b", "c"]))).is_some(), "one extra");
+        assert!(batch_item_failures_problem(&[], Some(&serde_json::json!({}))).is_some(), "no list at all");
+        assert_eq!(batch_item_failures_problem(&[], Some(&answer(&[]))), None);
+    }
+
+    #[test]
     fn outcome_lines() {
         let entry = ManifestEntry {
             function: "posts-read".into(),
             event: "posts-read/get-hit.json".into(),
             expect_status: Some(200),
+            expect_batch_item_failures: None,
         };
         let ok = CheckOutcome { entry: entry.clone(), got: Got::Status(200), problem: None, logs: String::new() };
         assert_eq!(ok.to_string(), "ok posts-read posts-read/get-hit.json expected=200 got=200");

@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 
 use shared::clients::AwsClients;
 
+pub mod api_front_door;
 pub mod dynamo_meter;
 pub mod http;
 pub mod redis_server;
 pub mod serial_moto;
 pub mod stack_env;
+pub use api_front_door::ApiFrontDoor;
 pub use dynamo_meter::{DynamoMeter, Reads};
 pub use redis_server::{Persistence, RedisCluster, RedisServer};
 pub use serial_moto::SerialMoto;

@@ -4,7 +4,9 @@
 //! bucket CORS comes from template.yaml) with exactly the listed headers, records it with
 //! `PUT /users/me/avatar`, reads `GET /users/{id}` and shows the avatar in an `<img>`. Every
 //! cross-origin step needs a CORS preflight the browser must accept: the API's (Authorization and
-//! a JSON body; PUT) and the bucket's (non-safelisted Content-Type and If-None-Match on a PUT).
+//! a JSON body; PUT), answered as in AWS by API Gateway's CORS layer from template.yaml's
+//! CorsConfiguration (testkit::ApiFrontDoor, the front door `make dev` runs) before any function
+//! sees it, and the bucket's (non-safelisted Content-Type and If-None-Match on a PUT).
 //! The test reads the page's result from the DOM and the objects from S3.
 //!
 //! A second page, on an origin that is not allowed, shows that both refusals are real.
@@ -227,7 +229,10 @@ async fn chromium_uploads_through_the_api_and_the_bucket_cors() {
         })
         .await
     };
-    let api = format!("http://127.0.0.1:{}", api_server.port);
+    // In front of it, API Gateway's CORS layer (CorsConfiguration, as template.yaml sets it): it
+    // answers the preflights, so the handler sees only the real requests.
+    let front_door = testkit::ApiFrontDoor::start(api_server.port, &[&origin]);
+    let api = front_door.url();
     let token = f.tokens.mint(&shared::auth::UserId::parse("browser-user").unwrap()).unwrap();
 
     // A valid presigned URL for the blocked page to try from the wrong origin.
@@ -258,14 +263,8 @@ async fn chromium_uploads_through_the_api_and_the_bucket_cors() {
     assert_eq!(result["avatarWidth"], 1, "the browser decoded the avatar from the profile's URL: {result}");
     assert_eq!(
         *seen.lock().unwrap(),
-        [
-            "OPTIONS /uploads",
-            "POST /uploads",
-            "OPTIONS /users/me/avatar",
-            "PUT /users/me/avatar",
-            "GET /users/browser-user"
-        ],
-        "the browser sent each API preflight, then the request"
+        ["POST /uploads", "PUT /users/me/avatar", "GET /users/browser-user"],
+        "the API layer answered both preflights; only the requests reached the function"
     );
 
     // The recorded copy, byte for byte; the upload itself is gone.
@@ -292,7 +291,7 @@ async fn chromium_uploads_through_the_api_and_the_bucket_cors() {
     let result = result_of(&dom);
     assert!(result["apiError"].as_str().is_some_and(|e| e.contains("TypeError")), "API call not blocked: {result}");
     assert!(result["putError"].as_str().is_some_and(|e| e.contains("TypeError")), "PUT not blocked: {result}");
-    assert_eq!(*seen.lock().unwrap(), ["OPTIONS /uploads"], "only the refused preflight reached the API");
+    assert!(seen.lock().unwrap().is_empty(), "the API layer refused the preflight; nothing reached the function");
     let blocked_key = for_blocked["key"].as_str().unwrap();
     assert!(f.aws.s3.head_object().bucket(&f.bucket).key(blocked_key).send().await.is_err(), "nothing was stored");
 }
