@@ -1,12 +1,15 @@
-//! Tokens: short-lived signed access tokens (JWT) and the Redis-backed refresh-token store.
+//! Tokens: short-lived Ed25519-signed access tokens (JWT) and the Redis-backed refresh-token store.
 
 pub mod access;
 pub mod refresh;
+pub mod refresh_token;
+pub mod session_scripts;
 
-pub use access::{AccessClaims, AccessTokenError, AccessTokens};
+pub use access::{AccessClaims, AccessTokenError, AccessTokenSigner, AccessTokens};
 pub use refresh::{
     RefreshError, RefreshSettings, RefreshToken, RefreshTokenStore, Rejection, Session, SessionError, Sessions,
 };
+pub use refresh_token::RefreshTokenKey;
 
 /// A user id as the token layer accepts it: 1 to 64 of `A-Z a-z 0-9 - _`. The id is used inside
 /// Redis hash tags (`{…}`), so braces and other punctuation are refused up front.
