@@ -85,8 +85,8 @@ impl RefreshSettings {
     pub fn from_env(env: &mut EnvReader<'_>) -> Self {
         let d = Self::with_key(RefreshTokenKey::from_env(env));
         let settings = Self {
-            ttl: env.seconds("REFRESH_TOKEN_TTL_SECONDS", d.ttl.as_secs(), 60..=31_536_000),
-            max_lifetime: env.seconds("REFRESH_SESSION_MAX_SECONDS", d.max_lifetime.as_secs(), 60..=31_536_000),
+            ttl: env.seconds("REFRESH_TOKEN_TTL_SECONDS", d.ttl.as_secs(), 1..=31_536_000),
+            max_lifetime: env.seconds("REFRESH_SESSION_MAX_SECONDS", d.max_lifetime.as_secs(), 1..=31_536_000),
             reuse_grace: env.millis("REFRESH_REUSE_GRACE_MS", d.reuse_grace.as_millis() as u64, 0..=60_000),
             max_sessions_per_user: env.int_in("REFRESH_MAX_SESSIONS_PER_USER", 10, 1..=100) as u32,
             rate_burst: env.int_in("REFRESH_RATE_BURST", 10, 1..=1_000_000) as u32,
@@ -433,7 +433,7 @@ mod tests {
         assert_eq!(settings.max_lifetime, Duration::from_secs(30 * 24 * 3600));
 
         let mut env = env_with(&[
-            ("REFRESH_TOKEN_TTL_SECONDS", "10"),
+            ("REFRESH_TOKEN_TTL_SECONDS", "0"),
             ("REFRESH_REUSE_GRACE_MS", "soon"),
             ("REFRESH_MAX_SESSIONS_PER_USER", "0"),
         ]);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use shared::clients::AwsClients;
 
 pub mod dynamo_meter;
+pub mod redis_acl;
 pub mod redis_server;
 pub mod serial_moto;
 pub use dynamo_meter::{DynamoMeter, Reads};
