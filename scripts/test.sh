@@ -49,7 +49,10 @@ actionlint
 echo "== events/ through the real binaries (local Lambda Runtime API)"
 cargo build --workspace --bins --locked -q
 "$TARGET/debug/ops" seed >/dev/null
-"$TARGET/debug/lambda-harness" check --manifest events/manifest.json --bin-dir "$TARGET/debug" --env-file "$STACK/env"
+# Sample events name users, not tokens: fresh access tokens of the stack's key go in at run time.
+"$TARGET/debug/ops" render-events --from events --to "$STACK/events" >/dev/null
+"$TARGET/debug/lambda-harness" check --manifest "$STACK/events/manifest.json" --bin-dir "$TARGET/debug" \
+  --env-file "$STACK/env" --function-env-dir "$STACK/functions"
 
 echo "== bad-input corpus against every HTTP function (4xx problem+json, no panic)"
-"$TARGET/debug/bench" corpus --bin-dir "$TARGET/debug" --env-file "$STACK/env"
+"$TARGET/debug/bench" corpus --bin-dir "$TARGET/debug" --env-file "$STACK/env" --events "$STACK/events"

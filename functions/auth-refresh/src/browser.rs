@@ -48,7 +48,7 @@ pub fn refresh_cookie(req: &Request) -> Result<Option<&str>, Problem> {
     }
 }
 
-fn header_str<'a>(req: &'a Request, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(req: &Request, name: header::HeaderName) -> Option<&str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -123,7 +123,10 @@ mod tests {
         let json = ("content-type", "application/json");
         let ok = |h: &[(&str, &str)]| check_cookie_request(&cors(), &req(h)).map_err(|p| p.status.as_u16());
         assert_eq!(ok(&[("origin", "https://app.example.com"), json]), Ok(()));
-        assert_eq!(ok(&[("origin", "https://app.example.com"), ("content-type", "application/json; charset=utf-8")]), Ok(()));
+        assert_eq!(
+            ok(&[("origin", "https://app.example.com"), ("content-type", "application/json; charset=utf-8")]),
+            Ok(())
+        );
         assert_eq!(ok(&[("sec-fetch-site", "same-origin"), json]), Ok(()));
         assert_eq!(ok(&[("sec-fetch-site", "same-site"), json]), Ok(()));
         assert_eq!(ok(&[("origin", "https://evil.example"), json]), Err(403));

@@ -135,7 +135,7 @@ fn session_response(session: &Session, source: Source) -> Response<Body> {
         token_type: "Bearer",
         expires_in: session.access_expires_in.as_secs(),
         refresh_token: by_body.then(|| session.refresh_token.expose()),
-        refresh_expires_in: by_body.then(|| session.refresh_expires_in.as_secs()),
+        refresh_expires_in: by_body.then_some(session.refresh_expires_in.as_secs()),
     };
     let mut response = api::json(StatusCode::OK, &body);
     no_store(&mut response);

@@ -329,9 +329,41 @@ impl AccessTokenSigner {
     }
 }
 
+/// Replaces every `{{access-token:<userId>}}` in `text` with a fresh token for that user: sample
+/// events carry placeholders, since a real token expires within the access-token TTL (and one
+/// that did not would be refused for its lifetime). `ops render-events` and the event tests use it.
+pub fn fill_access_token_placeholders(text: &str, signer: &AccessTokenSigner) -> Result<String, AccessTokenError> {
+    const OPEN: &str = "{{access-token:";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(OPEN) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + OPEN.len()..];
+        let end = after.find("}}").ok_or(AccessTokenError::Invalid)?;
+        let user = UserId::parse(&after[..end]).map_err(|_| AccessTokenError::Invalid)?;
+        out.push_str(&signer.mint(&user)?);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_become_tokens_of_their_user() {
+        let k = keys("k1", 900);
+        let text = r#"{"a": "Bearer {{access-token:user-1}}", "b": "{{access-token:user-2}}", "c": "plain"}"#;
+        let filled = fill_access_token_placeholders(text, &k.signer).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&filled).unwrap();
+        let a = v["a"].as_str().unwrap().strip_prefix("Bearer ").unwrap();
+        assert_eq!(k.signer.verifier().verify(a).unwrap().sub, "user-1");
+        assert_eq!(k.signer.verifier().verify(v["b"].as_str().unwrap()).unwrap().sub, "user-2");
+        assert_eq!(v["c"], "plain");
+        assert!(fill_access_token_placeholders("{{access-token:{bad}}}", &k.signer).is_err());
+    }
 
     struct Keys {
         signer: AccessTokenSigner,
@@ -410,7 +442,10 @@ mod tests {
         assert_eq!(v.verify(&no_kid), Err(AccessTokenError::Invalid), "no kid");
         // Another key pair claiming our kid.
         let impostor = keys("k1", 900);
-        assert_eq!(v.verify(&impostor.signer.mint(&UserId::parse("u").unwrap()).unwrap()), Err(AccessTokenError::Invalid));
+        assert_eq!(
+            v.verify(&impostor.signer.mint(&UserId::parse("u").unwrap()).unwrap()),
+            Err(AccessTokenError::Invalid)
+        );
         let mut other_aud = claims(now, 900);
         other_aud["aud"] = "another-api".into();
         assert_eq!(v.verify(&sign_raw(&k, hdr.clone(), other_aud)), Err(AccessTokenError::Invalid));

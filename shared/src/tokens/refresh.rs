@@ -33,10 +33,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::UserId;
 use super::access::{AccessTokenError, AccessTokenSigner};
 use super::refresh_token::{RefreshTokenKey, is_base64url};
 use super::session_scripts::{Reply, Scripts};
-use super::UserId;
 use crate::clients::{RedisStore, RedisStoreError, Retry};
 use crate::config::{EnvReader, Secret};
 
@@ -271,10 +271,7 @@ impl RefreshTokenStore {
         let reply = self.invoke(invocation).await?;
         let successor = |seq: i64| {
             let seq = u64::try_from(seq).map_err(|_| unexpected(&reply))?;
-            Ok(Issued {
-                token: self.settings.key.token(user, presented.family(), seq),
-                expires_in: millis(reply.2),
-            })
+            Ok(Issued { token: self.settings.key.token(user, presented.family(), seq), expires_in: millis(reply.2) })
         };
         match reply.0.as_str() {
             "rotated" => successor(reply.1),
@@ -442,7 +439,12 @@ mod tests {
         let names: Vec<_> = err.problems.iter().map(|p| p.variable.as_str()).collect();
         assert_eq!(
             names,
-            ["REFRESH_TOKEN_SECRET", "REFRESH_TOKEN_TTL_SECONDS", "REFRESH_REUSE_GRACE_MS", "REFRESH_MAX_SESSIONS_PER_USER"]
+            [
+                "REFRESH_TOKEN_SECRET",
+                "REFRESH_TOKEN_TTL_SECONDS",
+                "REFRESH_REUSE_GRACE_MS",
+                "REFRESH_MAX_SESSIONS_PER_USER"
+            ]
         );
 
         let mut env = env_with(&[

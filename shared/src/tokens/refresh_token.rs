@@ -150,9 +150,7 @@ impl RefreshTokenKey {
             return Err(malformed);
         }
         let presented = URL_SAFE_NO_PAD.decode(mac).map_err(|_| RefreshError::Rejected(Rejection::Malformed))?;
-        self.mac(&user, family, seq)
-            .verify_slice(&presented)
-            .map_err(|_| RefreshError::Rejected(Rejection::Forged))?;
+        self.mac(&user, family, seq).verify_slice(&presented).map_err(|_| RefreshError::Rejected(Rejection::Forged))?;
         Ok(RefreshToken { raw: raw.to_owned(), user, family: family.to_owned(), seq })
     }
 }

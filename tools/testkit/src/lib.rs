@@ -159,6 +159,12 @@ pub fn provision_at(endpoint: &str, overrides: &[(&str, &str)]) -> Provisioned {
     for (k, v) in overrides {
         cmd.arg("--set").arg(format!("{k}={v}"));
     }
+    // Each function that uses Redis signs in as its template user, whose password here is the
+    // local one every testkit redis-server knows (redis_acl).
+    for user in redis_acl::template_users() {
+        let param: String = user.name.split('-').map(|w| w[..1].to_uppercase() + &w[1..]).collect();
+        cmd.arg("--param").arg(format!("{param}CachePassword={}", redis_acl::password(&user.name)));
+    }
     let out = cmd.stderr(Stdio::inherit()).output().expect("run provision.py");
     assert!(out.status.success(), "provision.py failed");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("provision.py prints JSON");
@@ -183,4 +189,33 @@ pub fn provision_at(endpoint: &str, overrides: &[(&str, &str)]) -> Provisioned {
 /// An `EnvReader` over a map, for building a function's settings in a test.
 pub fn env_reader(vars: HashMap<String, String>) -> shared::config::EnvReader<'static> {
     shared::config::EnvReader::from_fn(move |k| vars.get(k).cloned())
+}
+
+/// The access-token key pair of this test process (kid `test-1`): verifiers get
+/// [`test_public_keys`] as `JWT_PUBLIC_KEYS`, tests mint with [`test_signer`], as auth-refresh would.
+fn test_signing() -> &'static shared::tokens::access::SigningSettings {
+    static KEYS: OnceLock<shared::tokens::access::SigningSettings> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let (key, public) = shared::tokens::access::generate_key_pair("test-1").expect("key pair");
+        shared::tokens::access::SigningSettings {
+            key,
+            kid: "test-1".into(),
+            verify: shared::tokens::access::AccessTokenSettings {
+                public_keys: vec![public],
+                issuer: shared::tokens::access::DEFAULT_ISSUER.into(),
+                audience: shared::tokens::access::DEFAULT_AUDIENCE.into(),
+                ttl: Duration::from_secs(900),
+            },
+        }
+    })
+}
+
+/// `JWT_PUBLIC_KEYS` for a verifier under test.
+pub fn test_public_keys() -> String {
+    test_signing().verify.public_keys.iter().map(|k| k.to_entry()).collect::<Vec<_>>().join(",")
+}
+
+/// A signer whose tokens verifiers configured with [`test_public_keys`] accept.
+pub fn test_signer() -> shared::tokens::AccessTokenSigner {
+    shared::tokens::AccessTokenSigner::new(test_signing())
 }

@@ -77,7 +77,10 @@ mod tests {
     #[test]
     fn reads_the_users_of_a_template() {
         let template = "Resources:\n  A:\n    Type: AWS::ElastiCache::User\n    Properties:\n      UserName: posts-read\n      AccessString: \"on ~post:* -@all +get\"\n  Off:\n    Type: AWS::ElastiCache::User\n    Properties:\n      UserName: default\n      AccessString: off -@all\n  B:\n    Type: AWS::SQS::Queue\n";
-        assert_eq!(parse_users(template), [AclUser { name: "posts-read".into(), access: "on ~post:* -@all +get".into() }]);
+        assert_eq!(
+            parse_users(template),
+            [AclUser { name: "posts-read".into(), access: "on ~post:* -@all +get".into() }]
+        );
     }
 
     #[test]

@@ -283,11 +283,7 @@ pub fn new_token(response: &Response<Body>) -> String {
                 .and_then(|v| v.parse().ok())
                 .expect("Max-Age");
             assert!(max_age <= REFRESH_TTL_SECS, "{cookie}");
-            assert_eq!(
-                attributes,
-                format!("Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"),
-                "{cookie}"
-            );
+            assert_eq!(attributes, format!("Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"), "{cookie}");
             token
         }
         None => body["refreshToken"].as_str().expect("refreshToken in the body").to_owned(),

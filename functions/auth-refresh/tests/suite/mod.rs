@@ -214,9 +214,17 @@ pub async fn cross_origin_simple_requests_with_the_cookie_are_refused_and_the_se
         b.body(if body.is_empty() { Body::Empty } else { Body::Text(body.to_owned()) }).unwrap()
     };
     let cases = [
-        ("evil origin, text/plain, empty", simple("/auth/refresh", Some("https://evil.example"), Some("text/plain"), ""), 403),
+        (
+            "evil origin, text/plain, empty",
+            simple("/auth/refresh", Some("https://evil.example"), Some("text/plain"), ""),
+            403,
+        ),
         ("evil origin, no type", simple("/auth/refresh", Some("https://evil.example"), None, ""), 403),
-        ("evil origin, form", simple("/auth/logout", Some("https://evil.example"), Some("application/x-www-form-urlencoded"), "a=1"), 415),
+        (
+            "evil origin, form",
+            simple("/auth/logout", Some("https://evil.example"), Some("application/x-www-form-urlencoded"), "a=1"),
+            415,
+        ),
         ("evil origin, json", simple("/auth/refresh", Some("https://evil.example"), Some("application/json"), ""), 403),
         ("evil origin logout", simple("/auth/logout", Some("https://evil.example"), Some("text/plain"), ""), 403),
         ("our origin, text/plain", simple("/auth/refresh", Some(ORIGIN), Some("text/plain"), ""), 415),
@@ -282,7 +290,11 @@ pub async fn a_verifier_cannot_mint_a_token_the_others_accept(kind: Kind) {
     let (own, _) = shared::tokens::access::generate_key_pair("test-1").unwrap();
     let mut own_settings = f.settings.access.clone();
     own_settings.key = own;
-    forged.push(shared::tokens::AccessTokenSigner::new(&own_settings).mint(&shared::tokens::UserId::parse("user-1").unwrap()).unwrap());
+    forged.push(
+        shared::tokens::AccessTokenSigner::new(&own_settings)
+            .mint(&shared::tokens::UserId::parse("user-1").unwrap())
+            .unwrap(),
+    );
 
     let posts_write = shared::tokens::AccessTokens::new(&f.settings.access.verify);
     for token in &forged {
@@ -350,7 +362,10 @@ pub async fn logout_revokes_that_session_only(kind: Kind) {
 
     let r = handle(&f.state, logout_by_cookie(&a2)).await;
     assert_eq!(r.status(), 204);
-    assert_eq!(header(&r, "set-cookie"), Some(&*format!("{COOKIE}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict")));
+    assert_eq!(
+        header(&r, "set-cookie"),
+        Some(&*format!("{COOKIE}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict"))
+    );
     assert_eq!(header(&r, "cache-control"), Some("no-store"));
     for token in [&a1, &a2] {
         assert_eq!(handle(&f.state, refresh_by_cookie(token)).await.status(), 401);
@@ -519,7 +534,10 @@ pub async fn refused_tokens_all_get_the_same_401(kind: Kind) {
     for (name, body) in &bodies {
         assert_eq!(body, &bodies[0].1, "{name} answers differently from {}", bodies[0].0);
     }
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&bodies[0].1).unwrap()["type"], "/problems/invalid-refresh-token");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&bodies[0].1).unwrap()["type"],
+        "/problems/invalid-refresh-token"
+    );
     // Tampering revoked nothing.
     refreshed(&handle(&f.state, refresh_by_cookie(&live)).await);
     refreshed(&handle(&f.state, refresh_by_cookie(&victim)).await);
