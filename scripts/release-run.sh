@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Shared by `make bench` and `make drill`: release build, a fresh local stack, seeded data, then
 # `bench <mode>` against the release bootstraps, writing OUT. Usage: release-run.sh perf|drill OUT
-# (ONLY=<drill name> runs a single drill: redis-posts-read, redis-auth-refresh, webhook-killed,
-# ses-outage).
+# (ONLY=<drill name> runs a single drill: redis-posts-read, redis-auth-refresh, refresh-flood,
+# webhook-killed, posts-flood, ses-outage).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:?perf or drill}

@@ -9,6 +9,7 @@ mod drills_async;
 mod drills_posts;
 mod floor;
 mod perf;
+mod sessions;
 mod stack_env;
 mod stats;
 
@@ -46,6 +47,16 @@ enum Cmd {
         #[arg(long, default_value_t = 5000)]
         warm: usize,
     },
+    /// Only the session pieces: the "Session memory" bench section and the refresh-flood drill,
+    /// printed as Markdown (what `make bench` / `make drill` write among the rest).
+    Sessions {
+        #[arg(long)]
+        bin_dir: PathBuf,
+        #[arg(long)]
+        env_file: PathBuf,
+        #[arg(long, default_value = "events")]
+        events: PathBuf,
+    },
     /// The bad-input corpus against every HTTP function; exits 1 on any non-4xx, non-problem
     /// answer or a panic.
     Corpus {
@@ -77,8 +88,8 @@ pub struct Args {
     command: String,
     #[arg(long, default_value_t = 1000)]
     warm_invocations: usize,
-    /// Drills only: run just this one (redis-posts-read, redis-auth-refresh, webhook-killed,
-    /// ses-outage).
+    /// Drills only: run just this one (redis-posts-read, redis-auth-refresh, refresh-flood,
+    /// webhook-killed, posts-flood, ses-outage).
     #[arg(long)]
     only: Option<String>,
     /// Drills only: runs of each drill on an idle machine (one more runs under CPU load).
@@ -99,6 +110,16 @@ async fn main() {
                 "init {:?}, first response {:?}, CPU/invocation {:?}, p50 {:?}, p99 {:?}",
                 row.init, row.first_response, row.cpu_per_invocation, row.p50, row.p99
             );
+        }
+        Cmd::Sessions { bin_dir, env_file, events } => {
+            let env = lambda_harness::env::read_env_file(&env_file).expect("env file");
+            println!("{}", sessions::memory_section(&bin_dir, &env, &events).await);
+            let refresh = perf::read_event(&events, "auth-refresh/refresh-body.json");
+            let r = sessions::refresh_flood(&bin_dir, &env, &refresh).await;
+            println!("{}", r.markdown);
+            if !r.passed {
+                std::process::exit(1);
+            }
         }
         Cmd::Corpus { bin_dir, env_file, events } => {
             let env = lambda_harness::env::read_env_file(&env_file).expect("env file");
@@ -142,6 +163,10 @@ async fn main() {
             if wanted("redis-auth-refresh") {
                 let drill = || -> DrillFuture<'_> { Box::pin(drills::redis_down_auth_refresh(bin, env, &refresh)) };
                 results.push(drill_runs::repeated("redis-auth-refresh", repeat, drill).await);
+            }
+            if wanted("refresh-flood") {
+                let drill = || -> DrillFuture<'_> { Box::pin(sessions::refresh_flood(bin, env, &refresh)) };
+                results.push(drill_runs::repeated("refresh-flood", repeat, drill).await);
             }
             if wanted("webhook-killed") {
                 let drill =
