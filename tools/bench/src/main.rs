@@ -114,6 +114,11 @@ async fn main() {
         Cmd::Sessions { bin_dir, env_file, events } => {
             let env = lambda_harness::env::read_env_file(&env_file).expect("env file");
             println!("{}", sessions::memory_section(&bin_dir, &env, &events).await);
+            let row = floor::refresh_row(&bin_dir, &env, &events, 10, 2000).await;
+            println!(
+                "refresh (rotation), release: init {:?}, CPU/invocation {:?}, warm p50 {:?}, p99 {:?}\n",
+                row.init, row.cpu_per_invocation, row.p50, row.p99
+            );
             let refresh = perf::read_event(&events, "auth-refresh/refresh-body.json");
             let r = sessions::refresh_flood(&bin_dir, &env, &refresh).await;
             println!("{}", r.markdown);
