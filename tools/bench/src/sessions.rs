@@ -100,9 +100,9 @@ pub async fn memory_section(bin_dir: &Path, env: &[(String, String)], events: &P
 }
 
 /// One stolen session refreshes 100 times a second for 30 s while 50 other users refresh at their
-/// normal pace on another execution environment. Goal: the flood gets 429s (no 5xx), the flooding
-/// user's bytes in Redis stay flat, every other user's refresh succeeds, and their p99 stays within
-/// 2× (+1 ms) of their p99 before the flood.
+/// normal pace on another execution environment at the same time. Goal: the flood gets 429s (no
+/// 5xx), the flooding user's bytes in Redis stay flat, every other user's refresh succeeds, and
+/// their p99 stays within 2× (+2 ms) of their p99 before the flood.
 pub async fn refresh_flood(bin_dir: &Path, env: &[(String, String)], base: &Value) -> DrillResult {
     let redis = testkit::RedisServer::start();
     let env = with(
@@ -119,68 +119,68 @@ pub async fn refresh_flood(bin_dir: &Path, env: &[(String, String)], base: &Valu
     flood_fn.wait_ready(TIMEOUT).await.expect("init");
     other_fn.wait_ready(TIMEOUT).await.expect("init");
 
-    // Other users at their normal pace: 10 refreshes a second, round-robin (each user every 5 s).
-    let mut next_other = 0usize;
-    let mut other_refresh = async |others: &mut Vec<String>, latencies: &mut Vec<Duration>, failures: &mut usize| {
-        let slot = next_other % others.len();
-        next_other += 1;
+    // Other users at their normal pace: 10 refreshes a second, round-robin (each user every 5 s),
+    // alone for a 10 s baseline, then for 30 s at the same time as the flood.
+    let others_for = async |others: &mut Vec<String>, next: &mut usize, secs: u64| {
+        let (mut latencies, mut failures) = (Vec::new(), 0usize);
         let started = Instant::now();
-        let inv = other_fn.invoke(&refresh_event(base, &others[slot]), TIMEOUT).await.expect("invoke");
-        latencies.push(started.elapsed());
-        match status_and_token(&inv) {
-            (Some(200), Some(token)) => others[slot] = token,
-            _ => *failures += 1,
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        while started.elapsed() < Duration::from_secs(secs) {
+            tick.tick().await;
+            let slot = *next % others.len();
+            *next += 1;
+            let t = Instant::now();
+            let inv = other_fn.invoke(&refresh_event(base, &others[slot]), TIMEOUT).await.expect("invoke");
+            latencies.push(t.elapsed());
+            match status_and_token(&inv) {
+                (Some(200), Some(token)) => others[slot] = token,
+                _ => failures += 1,
+            }
         }
+        (latencies, failures)
     };
+    let mut next_other = 0usize;
+    let (mut before, failures_before) = others_for(&mut others, &mut next_other, 10).await;
 
-    let (mut before, mut during) = (Vec::new(), Vec::new());
-    let mut other_failures = 0usize;
-    let baseline = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    while baseline.elapsed() < Duration::from_secs(5) {
-        tick.tick().await;
-        other_refresh(&mut others, &mut before, &mut other_failures).await;
-    }
-
-    let (mut ok, mut limited, mut refused, mut server_errors) = (0usize, 0usize, 0usize, 0usize);
-    let mut retry_after_missing = 0usize;
-    let (mut thief_bytes, mut used) = (Vec::new(), Vec::new());
-    let start = Instant::now();
-    let mut flood_tick = tokio::time::interval(Duration::from_millis(10));
-    let mut other_due = Instant::now();
-    let mut sample_due = Instant::now();
-    let mut sent = 0usize;
-    while start.elapsed() < Duration::from_secs(30) {
-        flood_tick.tick().await;
-        let inv = flood_fn.invoke(&refresh_event(base, &thief), TIMEOUT).await.expect("invoke");
-        sent += 1;
-        match status_and_token(&inv) {
-            (Some(200), Some(token)) => {
-                ok += 1;
-                thief = token;
+    let flood = async {
+        let (mut ok, mut limited, mut refused, mut server_errors, mut retry_after_missing) = (0, 0, 0, 0, 0);
+        let (mut thief_bytes, mut used) = (Vec::new(), Vec::new());
+        let start = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let mut sample_due = Instant::now();
+        let mut sent = 0usize;
+        while start.elapsed() < Duration::from_secs(30) {
+            tick.tick().await;
+            let inv = flood_fn.invoke(&refresh_event(base, &thief), TIMEOUT).await.expect("invoke");
+            sent += 1;
+            match status_and_token(&inv) {
+                (Some(200), Some(token)) => {
+                    ok += 1;
+                    thief = token;
+                }
+                (Some(429), _) => {
+                    limited += 1;
+                    let has_retry = inv
+                        .json()
+                        .ok()
+                        .and_then(|v| v["headers"]["retry-after"].as_str().map(str::to_owned))
+                        .is_some_and(|v| v.parse::<u64>().is_ok());
+                    retry_after_missing += usize::from(!has_retry);
+                }
+                (Some(s), _) if s >= 500 => server_errors += 1,
+                _ => refused += 1,
             }
-            (Some(429), _) => {
-                limited += 1;
-                let has_retry = inv
-                    .json()
-                    .ok()
-                    .and_then(|v| v["headers"]["retry-after"].as_str().map(str::to_owned))
-                    .is_some_and(|v| v.parse::<u64>().is_ok());
-                retry_after_missing += usize::from(!has_retry);
+            if Instant::now() >= sample_due {
+                sample_due += Duration::from_secs(1);
+                thief_bytes.push(user_bytes(&mut conn, thief_user).0);
+                used.push(used_memory(&mut conn));
             }
-            (Some(s), _) if s >= 500 => server_errors += 1,
-            _ => refused += 1,
         }
-        if Instant::now() >= other_due {
-            other_due += Duration::from_millis(100);
-            other_refresh(&mut others, &mut during, &mut other_failures).await;
-        }
-        if Instant::now() >= sample_due {
-            sample_due += Duration::from_secs(1);
-            thief_bytes.push(user_bytes(&mut conn, thief_user).0);
-            used.push(used_memory(&mut conn));
-        }
-    }
+        (sent, ok, limited, refused, server_errors, retry_after_missing, thief_bytes, used)
+    };
+    let (flooded, (mut during, failures_during)) = tokio::join!(flood, others_for(&mut others, &mut next_other, 30));
+    let (sent, ok, limited, refused, server_errors, retry_after_missing, thief_bytes, used) = flooded;
+    let other_failures = failures_before + failures_during;
     let logs = [flood_fn.stop().await.logs, other_fn.stop().await.logs].concat();
     let panics = logs.matches("panicked").count();
     before.sort();
@@ -189,7 +189,8 @@ pub async fn refresh_flood(bin_dir: &Path, env: &[(String, String)], base: &Valu
     let (min_b, max_b) =
         (thief_bytes.iter().min().copied().unwrap_or(0), thief_bytes.iter().max().copied().unwrap_or(0));
     let (min_u, max_u) = (used.iter().min().copied().unwrap_or(0), used.iter().max().copied().unwrap_or(0));
-    let p99_ok = p99_during <= p99_before * 2 + Duration::from_millis(1);
+    // Two cores run both functions, Redis and this process: "unchanged" allows 2× + 2 ms of noise.
+    let p99_ok = p99_during <= p99_before * 2 + Duration::from_millis(2);
     let passed = limited * 10 >= sent * 9
         && server_errors == 0
         && refused == 0
@@ -202,10 +203,11 @@ pub async fn refresh_flood(bin_dir: &Path, env: &[(String, String)], base: &Valu
         "### A refresh flood from one stolen session\n\n\
          One session's token sent to the release auth-refresh 100 times a second for 30 s (each 200's successor \
          used next, as a thief would), bucket 10 at once and 60 a minute; meanwhile 50 other users refresh \
-         round-robin at 10 a second on a second execution environment, after a 5 s baseline of the same. \
+         round-robin at 10 a second on a second execution environment at the same time, after a 10 s baseline of \
+         the same alone. \
          Bytes are Redis's `MEMORY USAGE` of the flooding user's keys, sampled every second. Goal: ≥ 90 % of \
          the flood answered 429 with `Retry-After`, no 5xx, the user's bytes flat (±64 B), every other user's \
-         refresh a 200 and their p99 within 2× + 1 ms of the baseline.\n\n\
+         refresh a 200 and their p99 within 2× + 2 ms of the baseline.\n\n\
          | figure | value |\n| --- | --- |\n| flood requests | {sent} |\n| 200 (the bucket's refill) | {ok} |\n\
          | 429 | {limited} |\n| 429 without Retry-After | {retry_after_missing} |\n| other 4xx | {refused} |\n\
          | 5xx | {server_errors} |\n| flooding user's bytes in Redis, min–max | {min_b}–{max_b} |\n\
