@@ -219,6 +219,22 @@ class Provisioner:
         return envs
 
 
+    def acl_file(self):
+        """redis-server ACL lines for the template's cache users (passwords from the parameters),
+        after an open local `default` user (the stack's and the tests' own view; off in AWS)."""
+        lines = ["user default on nopass ~* &* +@all"]
+        for logical, p in self.resources("AWS::ElastiCache::User"):
+            access = str(p.get("AccessString", ""))
+            if "on" not in access.split():
+                continue
+            passwords = (p.get("AuthenticationMode") or {}).get("Passwords") or []
+            if not passwords:
+                raise KeyError(f"{logical}: an enabled user needs a password")
+            password = self.resolve(passwords[0])
+            lines.append(f"user {p['UserName']} >{password} {access}")
+        return "\n".join(lines) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--template", default="template.yaml")
@@ -229,6 +245,8 @@ def main():
                     help="a template parameter's value")
     ap.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
                     help="a function variable's local value, wherever the template declares VAR")
+    ap.add_argument("--acl-out", metavar="FILE",
+                    help="also write the template's cache users as a redis-server ACL file")
     args = ap.parse_args()
     params = dict(p.split("=", 1) for p in args.param)
     prov = Provisioner(load_template(args.template), args.endpoint, args.region, args.prefix, params)
@@ -236,6 +254,9 @@ def main():
     prov.queues()
     prov.buckets()
     prov.ses_identity()
+    if args.acl_out:
+        with open(args.acl_out, "w", encoding="utf-8") as f:
+            f.write(prov.acl_file())
     overrides = dict(s.split("=", 1) for s in args.set)
     json.dump({"resources": prov.out, "functions": prov.function_envs(overrides)}, sys.stdout, indent=1)
     print()

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Shared by `make bench` and `make drill`: release build, a fresh local stack, seeded data, then
 # `bench <mode>` against the release bootstraps, writing OUT. Usage: release-run.sh perf|drill OUT
-# (ONLY=<drill name> runs a single drill: redis-posts-read, redis-auth-refresh, webhook-killed,
-# ses-outage).
+# (ONLY=<drill name> runs a single drill: redis-posts-read, redis-auth-refresh, refresh-flood,
+# webhook-killed, posts-flood, ses-outage).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:?perf or drill}
@@ -17,12 +17,14 @@ trap cleanup EXIT
 scripts/stack.sh up "$STACK"
 set -a; . "$STACK/env"; set +a
 "$TARGET/release/ops" seed >/dev/null
+# Access-token placeholders of the sample events, filled with tokens of the stack's key.
+"$TARGET/release/ops" render-events --from events --to "$STACK/events" >/dev/null
 if [ "$MODE" = drill ] && [ -n "${ONLY:-}" ]; then
   # One drill: its report goes beside the full one, which stays as `make drill` wrote it.
   "$TARGET/release/bench" drill --only "$ONLY" --bin-dir "$TARGET/release" --env-file "$STACK/env" \
-    --out "drill-$ONLY.md" --command "make drill ONLY=$ONLY"
+    --events "$STACK/events" --out "drill-$ONLY.md" --command "make drill ONLY=$ONLY"
 else
-  "$TARGET/release/bench" "$MODE" --bin-dir "$TARGET/release" --env-file "$STACK/env" --out "$OUT" \
+  "$TARGET/release/bench" "$MODE" --bin-dir "$TARGET/release" --env-file "$STACK/env" --events "$STACK/events" --out "$OUT" \
     --command "make $([ "$MODE" = perf ] && echo bench || echo drill)"
 fi
 if [ "$MODE" = perf ]; then

@@ -48,7 +48,12 @@ ORIGIN=http://localhost:5173
 ORIGINS="http://127.0.0.1:5173,$ORIGIN"
 # The same local-only secrets scripts/stack.sh provisions with (the sample events are signed with them).
 DEV_PARAMS=(
-  "JwtSigningSecret=dev-only-jwt-secret-not-for-production-0001"
+  "JwtSigningKey=MFECAQEwBQYDK2VwBCIEIIDPe82yQBEEj0xVV309GPmgaSEeLsp3nlfclSQHQUkugSEAOysUVcqj6s--EY2H-yvF7NXjUXC8p5hMbhzyzo85VjU"
+  "JwtSigningKeyId=dev-1" "JwtPublicKeys=dev-1:OysUVcqj6s--EY2H-yvF7NXjUXC8p5hMbhzyzo85VjU"
+  "RefreshTokenSecret=dev-only-refresh-token-secret-not-for-production-01"
+  "PostsReadCachePassword=dev-redis-password-posts-read-0001"
+  "PostsWriteCachePassword=dev-redis-password-posts-write-0001"
+  "AuthRefreshCachePassword=dev-redis-password-auth-refresh-0001"
   "StripeWebhookSecret=whsec_dev_only_not_for_production_0001"
   "PostsCursorSecret=dev-only-posts-cursor-secret-not-for-production-01"
   "EmailFromAddress=no-reply@example.com" "SesIdentity=example.com" "AllowedOrigins=$ORIGINS"
@@ -168,7 +173,9 @@ phase_stack() {
   local endpoint redis_port
   endpoint=$(grep '^AWS_ENDPOINT_URL=' "$dir/env" | cut -d= -f2-)
   redis_port=$(grep '^REDIS_PORT=' "$dir/env" | cut -d= -f2-)
-  (set -a; . "$dir/env"; set +a; "$OPS" seed >/dev/null)
+  # Seeded data, and the sample events with fresh access tokens of this stack's key filled in
+  # (events name users, not tokens: `ops render-events`).
+  (set -a; . "$dir/env"; set +a; "$OPS" seed >/dev/null; "$OPS" render-events --from events --to "$dir/events" >/dev/null)
   python "$ROOT/scripts/loopback_forward.py" --listen "$GATEWAY" --allow "$SUBNET" \
     --port "${endpoint##*:}" --port "$redis_port" >>"$WORK/forward.log" 2>&1 &
   echo $! >>"$PIDS.fwd"
@@ -184,7 +191,7 @@ phase_stack invoke
 started=$(date +%s)
 bench_args=()
 [ -z "$BENCH" ] || bench_args=(--bench "$BENCH" --binaries "$(basename "$BIN_DIR")")
-python scripts/sam_local_run.py invoke --manifest events/manifest.json --gen-dir "$WORK/gen-invoke" "${bench_args[@]}"
+python scripts/sam_local_run.py invoke --manifest "$WORK/stack-invoke/events/manifest.json" --gen-dir "$WORK/gen-invoke" "${bench_args[@]}"
 echo "sam local invoke phase: $(( $(date +%s) - started )) s"
 
 echo "== sam local start-api: the HTTP contract through the template's routes"
@@ -196,7 +203,7 @@ sam local start-api --template "$WORK/gen-api/template.yaml" --env-vars "$WORK/g
   --host 127.0.0.1 --port "$API_PORT" >"$WORK/start-api.log" 2>&1 &
 echo $! >>"$PIDS.sam"
 wait_port 127.0.0.1 "$API_PORT" 120 || { tail -30 "$WORK/start-api.log" >&2; exit 1; }
-if ! python scripts/sam_local_run.py api --manifest events/manifest.json --gen-dir "$WORK/gen-api" \
+if ! python scripts/sam_local_run.py api --manifest "$WORK/stack-api/events/manifest.json" --gen-dir "$WORK/gen-api" \
   --api-url "http://127.0.0.1:$API_PORT" --origin "$ORIGIN"; then
   tail -40 "$WORK/start-api.log" >&2
   exit 1

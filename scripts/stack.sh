@@ -10,8 +10,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=$ROOT/.venv
-# Local only: the sample events in events/ carry access tokens signed with this key.
-DEV_JWT_SECRET=dev-only-jwt-secret-not-for-production-0001
+# Local only: the access-token key pair (`ops keygen --kid dev-1`). Sample events carry
+# {{access-token:USER}} placeholders that `ops render-events` fills with tokens of this key; the
+# local access-token TTL is an hour (900 s in the template) so that rendered events outlast a
+# `make bench` run.
+DEV_JWT_SIGNING_KEY=MFECAQEwBQYDK2VwBCIEIIDPe82yQBEEj0xVV309GPmgaSEeLsp3nlfclSQHQUkugSEAOysUVcqj6s--EY2H-yvF7NXjUXC8p5hMbhzyzo85VjU
+DEV_JWT_PUBLIC_KEYS=dev-1:OysUVcqj6s--EY2H-yvF7NXjUXC8p5hMbhzyzo85VjU
+DEV_REFRESH_TOKEN_SECRET=dev-only-refresh-token-secret-not-for-production-01
+# Local only: the cache users' passwords (tools/testkit's redis_acl uses the same rule).
+dev_cache_password() { echo "dev-redis-password-$1-0001"; }
 # Local only: the sample events in events/stripe-webhook are signed with this secret.
 DEV_STRIPE_WEBHOOK_SECRET=whsec_dev_only_not_for_production_0001
 # Local only: the cursor in events/posts-read/list-cursor.json is signed with this key.
@@ -35,26 +42,47 @@ up() {
   local redis_port moto_port
   redis_port=$(free_port); moto_port=$(free_port)
 
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
-    >"$dir/redis.log" 2>&1 &
-  echo $! >>"$dir/pids"
   "$VENV/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$dir/moto.log" 2>&1 &
   echo $! >>"$dir/pids"
-  wait_port "$redis_port" 10
   wait_port "$moto_port" 60
 
   local endpoint="http://127.0.0.1:$moto_port" redis_url="redis://127.0.0.1:$redis_port"
   local origins=${ALLOWED_ORIGINS:-http://127.0.0.1:5173,http://localhost:5173}
   "$VENV/bin/python" scripts/provision.py --endpoint "$endpoint" --prefix "$prefix" \
-    --param "AllowedOrigins=$origins" --param "JwtSigningSecret=$DEV_JWT_SECRET" \
+    --param "AllowedOrigins=$origins" \
+    --param "JwtSigningKey=$DEV_JWT_SIGNING_KEY" --param "JwtSigningKeyId=dev-1" \
+    --param "JwtPublicKeys=$DEV_JWT_PUBLIC_KEYS" --param "RefreshTokenSecret=$DEV_REFRESH_TOKEN_SECRET" \
+    --param "PostsReadCachePassword=$(dev_cache_password posts-read)" \
+    --param "PostsWriteCachePassword=$(dev_cache_password posts-write)" \
+    --param "AuthRefreshCachePassword=$(dev_cache_password auth-refresh)" \
     --param "StripeWebhookSecret=$DEV_STRIPE_WEBHOOK_SECRET" --param "PostsCursorSecret=$DEV_POSTS_CURSOR_SECRET" \
     --param "EmailFromAddress=no-reply@example.com" --param "SesIdentity=example.com" \
     --set "REDIS_URL=$redis_url" --set REDIS_CLUSTER=false --set "ALLOWED_ORIGINS=$origins" \
-    --set S3_FORCE_PATH_STYLE=true \
+    --set S3_FORCE_PATH_STYLE=true --acl-out "$dir/users.acl" \
+    --set "ACCESS_TOKEN_TTL_SECONDS=${ACCESS_TOKEN_TTL_SECONDS:-3600}" \
     >"$dir/functions.json"
 
+  # The template's cache users, so each function signs in with only its own rights.
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
+    --aclfile "$dir/users.acl" >"$dir/redis.log" 2>&1 &
+  echo $! >>"$dir/pids"
+  wait_port "$redis_port" 10
+
+  # Each function's own variables (its cache user among them), for tools that start functions
+  # one by one (lambda-harness --function-env-dir).
+  mkdir -p "$dir/functions"
+  "$VENV/bin/python" - "$dir/functions.json" "$dir/functions" <<'PY'
+import json, os, sys
+doc = json.load(open(sys.argv[1]))
+for name, env in doc["functions"].items():
+    with open(os.path.join(sys.argv[2], f"{name}.env"), "w") as f:
+        for key in sorted(env):
+            f.write(f"{key}={env[key]}\n")
+PY
+
   # One dotenv file: the stack's endpoints plus the union of every function's variables
-  # (each function reads only its own).
+  # (each function reads only its own). The cache user is per function, so it is left out here:
+  # what reads this file alone (ops, bench, `cargo lambda watch`) signs in as the local default user.
   {
     echo "# written by scripts/stack.sh; local dev values only"
     echo "AWS_ENDPOINT_URL=$endpoint"
@@ -68,7 +96,7 @@ import json, sys
 doc = json.load(open(sys.argv[1]))
 merged = {}
 for env in doc["functions"].values():
-    merged.update(env)
+    merged.update({k: v for k, v in env.items() if k not in ("REDIS_USERNAME", "REDIS_PASSWORD")})
 for key in sorted(merged):
     print(f"{key}={merged[key]}")
 PY

@@ -18,6 +18,8 @@ fn store_with(url: &str, cluster: bool, response_ms: u64) -> RedisStore {
     RedisStore::new(RedisSettings {
         url: url.to_owned(),
         cluster,
+        username: None,
+        password: None,
         connect_timeout: Duration::from_millis(100),
         response_timeout: Duration::from_millis(response_ms),
         reconnect_backoff: Duration::from_millis(100),

@@ -1,12 +1,18 @@
 //! Request in, refresh token out of the cookie or the body, session service, response out.
 //!
 //! Contract (API Gateway HTTP API, payload 2.0):
-//! - `POST /auth/refresh`: token from the body `{"refreshToken": "..."}` if it has one, else from
-//!   the `refresh_token` cookie → 200 `{accessToken, tokenType, expiresIn, refreshToken}` and the
-//!   rotated cookie. Any token that cannot be used → the one 401 of `shared::http`.
+//! - `POST /auth/refresh`:
+//!   - by body `{"refreshToken": "..."}` (native apps) → 200
+//!     `{accessToken, tokenType, expiresIn, refreshToken, refreshExpiresIn}`, no cookie;
+//!   - by the `__Host-refresh_token` cookie (browsers) → 200 `{accessToken, tokenType, expiresIn}`
+//!     and the rotated cookie: the refresh token never reaches page JavaScript. The request must
+//!     come from an allowed origin and be `application/json` ([`crate::browser`]): 403 / 415
+//!     otherwise, and the session is not touched.
+//!   - any token that cannot be used → the one 401 of `shared::http`; two cookies → 400; the
+//!     user's refresh bucket empty → 429 with `Retry-After`.
 //! - `POST /auth/logout`: revokes the token's session → 204 and a cleared cookie, also when the
 //!   token was already useless (RFC 7009 §2.2: there is nothing a client could do with an error).
-//!   No token at all → 401.
+//!   No token at all → 401. The cookie rules above apply.
 //! - `POST /auth/logout-all` with `Authorization: Bearer <access token>` → 204, every session of the
 //!   user revoked, cookie cleared.
 //! - Redis unavailable → 503 on all three: nothing is accepted or reported revoked without the store.
@@ -16,17 +22,15 @@ use std::sync::Arc;
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
-use shared::auth::access::AccessTokens;
+use shared::auth::access::AccessTokenSigner;
 use shared::auth::{self, RefreshError, RefreshTokenStore, Rejection, Session, Sessions};
 use shared::clients::{RedisStore, RedisStoreError};
 use shared::http::{self, Cors, Problem, Route, Routes};
 
+use crate::browser::{self, COOKIE, COOKIE_PATH};
 use crate::settings::Settings;
 
-pub const COOKIE: &str = "refresh_token";
-/// The cookie is sent to the auth routes only, never to the rest of the API.
-pub const COOKIE_PATH: &str = "/auth";
-/// A token body is ~150 bytes; anything far larger is not one.
+/// A token body is ~200 bytes; anything far larger is not one.
 pub const MAX_BODY_BYTES: usize = 4096;
 
 /// Built once per execution environment.
@@ -40,7 +44,8 @@ impl State {
     pub fn new(settings: &Settings) -> Result<Self, RedisStoreError> {
         let redis = Arc::new(RedisStore::new(settings.redis.clone())?);
         let store = RefreshTokenStore::new(redis, settings.refresh.clone());
-        Ok(Self { sessions: Sessions::new(store, AccessTokens::new(&settings.access)), cors: settings.cors.clone() })
+        let signer = AccessTokenSigner::new(&settings.access);
+        Ok(Self { sessions: Sessions::new(store, signer), cors: settings.cors.clone() })
     }
 }
 
@@ -92,19 +97,37 @@ struct TokenResponse<'a> {
     access_token: &'a str,
     token_type: &'static str,
     expires_in: u64,
-    refresh_token: &'a str,
+    /// Only for a refresh authenticated by the body: a browser's stays in its HttpOnly cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_expires_in: Option<u64>,
+}
+
+/// Where the presented refresh token came from: it decides where its successor goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Body,
+    Cookie,
 }
 
 /// The refresh token of the request: the body's when it has one (API clients), else the cookie's
-/// (browsers). An empty body is no body, whatever its content type says.
-fn presented_token(req: &Request) -> Result<Option<String>, Problem> {
+/// (browsers), which only a same-site JSON request may use. An empty body is no body.
+fn presented_token(state: &State, req: &Request) -> Result<Option<(String, Source)>, Problem> {
+    let cookie = browser::refresh_cookie(req)?;
     if !http::body_bytes(req).iter().all(u8::is_ascii_whitespace) {
         let body: TokenBody = http::json_body(req, MAX_BODY_BYTES)?;
         if let Some(token) = body.refresh_token.filter(|t| !t.is_empty()) {
-            return Ok(Some(token));
+            return Ok(Some((token, Source::Body)));
         }
     }
-    Ok(http::cookie(req, COOKIE).filter(|t| !t.is_empty()).map(str::to_owned))
+    match cookie {
+        Some(token) => {
+            browser::check_cookie_request(&state.cors, req)?;
+            Ok(Some((token.to_owned(), Source::Cookie)))
+        }
+        None => Ok(None),
+    }
 }
 
 fn missing() -> Problem {
@@ -116,29 +139,33 @@ fn no_store(response: &mut Response<Body>) {
 }
 
 async fn refresh(state: &State, req: &Request) -> Result<Response<Body>, Problem> {
-    let presented = presented_token(req)?.ok_or_else(missing)?;
-    // A refused token does not clear the cookie: in the two-tabs race the browser's cookie already
-    // holds the winner's new token, and clearing it would sign the user out.
+    let (presented, source) = presented_token(state, req)?.ok_or_else(missing)?;
+    // A refused token does not clear the cookie: the browser's cookie may already hold a newer
+    // token of the same session, and clearing it would sign the user out.
     let session = state.sessions.refresh(&presented).await?;
-    Ok(session_response(&session))
+    Ok(session_response(&session, source))
 }
 
-fn session_response(session: &Session) -> Response<Body> {
+fn session_response(session: &Session, source: Source) -> Response<Body> {
+    let by_body = source == Source::Body;
     let body = TokenResponse {
         access_token: session.access_token.expose(),
         token_type: "Bearer",
         expires_in: session.access_expires_in.as_secs(),
-        refresh_token: session.refresh_token.expose(),
+        refresh_token: by_body.then(|| session.refresh_token.expose()),
+        refresh_expires_in: by_body.then_some(session.refresh_expires_in.as_secs()),
     };
     let mut response = http::json(StatusCode::OK, &body);
     no_store(&mut response);
-    http::set_cookie(
-        &mut response,
-        COOKIE,
-        session.refresh_token.expose(),
-        COOKIE_PATH,
-        session.refresh_expires_in.as_secs(),
-    );
+    if !by_body {
+        http::set_cookie(
+            &mut response,
+            COOKIE,
+            session.refresh_token.expose(),
+            COOKIE_PATH,
+            session.refresh_expires_in.as_secs(),
+        );
+    }
     response
 }
 
@@ -150,14 +177,14 @@ fn signed_out() -> Response<Body> {
 }
 
 async fn logout(state: &State, req: &Request) -> Result<Response<Body>, Problem> {
-    let presented = presented_token(req)?.ok_or_else(missing)?;
+    let (presented, _) = presented_token(state, req)?.ok_or_else(missing)?;
     let revoked = state.sessions.end(&presented).await?;
     tracing::info!(revoked, "logout");
     Ok(signed_out())
 }
 
 async fn logout_all(state: &State, req: &Request) -> Result<Response<Body>, Problem> {
-    let user = auth::bearer_user(state.sessions.access_tokens(), req)?;
+    let user = auth::bearer_user(state.sessions.signer().verifier(), req)?;
     let revoked = state.sessions.end_all(&user).await?;
     tracing::info!(user = %user, revoked, "logout from every session");
     Ok(signed_out())

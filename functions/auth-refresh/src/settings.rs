@@ -1,7 +1,7 @@
 //! auth-refresh configuration, from the environment. One error names every bad variable.
 
 use shared::auth::RefreshSettings;
-use shared::auth::access::AccessTokenSettings;
+use shared::auth::access::SigningSettings;
 use shared::clients::RedisSettings;
 use shared::config::{ConfigError, EnvReader, FromEnv};
 use shared::http::Cors;
@@ -10,9 +10,12 @@ use shared::http::Cors;
 pub struct Settings {
     pub redis: RedisSettings,
     pub cors: Cors,
-    /// `JWT_SECRET`, `JWT_ISSUER`, `ACCESS_TOKEN_TTL_SECONDS`.
-    pub access: AccessTokenSettings,
-    /// `REFRESH_TOKEN_TTL_SECONDS`, `REFRESH_REUSE_GRACE_MS`.
+    /// `JWT_SIGNING_KEY`, `JWT_SIGNING_KEY_ID`, `JWT_PUBLIC_KEYS`, `JWT_ISSUER`, `JWT_AUDIENCE`,
+    /// `ACCESS_TOKEN_TTL_SECONDS`.
+    pub access: SigningSettings,
+    /// `REFRESH_TOKEN_SECRET`, `REFRESH_TOKEN_TTL_SECONDS`, `REFRESH_SESSION_MAX_SECONDS`,
+    /// `REFRESH_REUSE_GRACE_MS`, `REFRESH_MAX_SESSIONS_PER_USER`, `REFRESH_RATE_BURST`,
+    /// `REFRESH_RATE_PER_MINUTE`.
     pub refresh: RefreshSettings,
 }
 
@@ -21,7 +24,7 @@ impl FromEnv for Settings {
         let settings = Settings {
             redis: RedisSettings::from_env(&mut env),
             cors: Cors::from_env(&mut env, "POST,OPTIONS"),
-            access: AccessTokenSettings::from_env(&mut env),
+            access: SigningSettings::from_env(&mut env),
             refresh: RefreshSettings::from_env(&mut env),
         };
         env.finish(settings)
@@ -36,11 +39,22 @@ mod tests {
     fn one_error_names_every_missing_or_bad_variable() {
         let err = Settings::from_env(EnvReader::from_fn(|k| match k {
             "REFRESH_REUSE_GRACE_MS" => Some("-1".into()),
-            "JWT_SECRET" => Some("short".into()),
+            "JWT_PUBLIC_KEYS" => Some("k1:short".into()),
+            "REFRESH_TOKEN_SECRET" => Some("short".into()),
             _ => None,
         }))
         .unwrap_err();
         let names: Vec<_> = err.problems.iter().map(|p| p.variable.as_str()).collect();
-        assert_eq!(names, ["REDIS_URL", "JWT_SECRET", "REFRESH_REUSE_GRACE_MS"]);
+        assert_eq!(
+            names,
+            [
+                "REDIS_URL",
+                "JWT_PUBLIC_KEYS",
+                "JWT_SIGNING_KEY",
+                "JWT_SIGNING_KEY_ID",
+                "REFRESH_TOKEN_SECRET",
+                "REFRESH_REUSE_GRACE_MS"
+            ]
+        );
     }
 }

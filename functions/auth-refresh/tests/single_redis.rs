@@ -52,18 +52,20 @@ async fn bodies_are_checked_and_the_body_wins_over_the_cookie() {
     // `{}` carries no token: the cookie is used.
     let empty_object = post("/auth/refresh")
         .header("content-type", "application/json")
-        .header("cookie", format!("refresh_token={token}"))
+        .header("cookie", format!("{COOKIE}={token}"))
         .body(Body::Text("{}".into()))
         .unwrap();
     let token = new_token(&handle(&f.state, empty_object).await);
 
-    // A token in the body wins over a stale cookie.
+    // A token in the body wins over a stale cookie, and is answered in the body.
     let both = post("/auth/refresh")
         .header("content-type", "application/json")
-        .header("cookie", "refresh_token=stale")
+        .header("cookie", format!("{COOKIE}=stale"))
         .body(Body::Text(serde_json::json!({ "refreshToken": token }).to_string()))
         .unwrap();
-    new_token(&handle(&f.state, both).await);
+    let r = handle(&f.state, both).await;
+    assert!(header(&r, "set-cookie").is_none());
+    new_token(&r);
 }
 
 /// Each file of events/auth-refresh, parsed the way lambda_http parses an API Gateway payload 2.0
@@ -77,6 +79,8 @@ async fn event_files_answer_as_the_manifest_expects() {
         ("refresh-body.json", 401),
         ("refresh-bad-token.json", 401),
         ("refresh-unknown-field.json", 400),
+        ("refresh-cross-site.json", 403),
+        ("refresh-two-cookies.json", 400),
         ("logout.json", 204),
         ("logout-all.json", 401),
         ("preflight.json", 204),
@@ -93,7 +97,9 @@ async fn event_files_answer_as_the_manifest_expects() {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
         let mut req = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         // The events are written for the local stack's origins; this fixture allows ORIGIN.
-        req.headers_mut().insert("origin", http::HeaderValue::from_static(ORIGIN));
+        if req.headers().get("origin").is_some_and(|o| o != "https://evil.example") {
+            req.headers_mut().insert("origin", http::HeaderValue::from_static(ORIGIN));
+        }
         let r = handle(&f.state, req).await;
         assert_eq!(r.status(), status, "{name}: {}", common::text(&r));
     }

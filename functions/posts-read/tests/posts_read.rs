@@ -67,8 +67,13 @@ impl Fixture {
         self.writer_on(self.repo.clone(), Duration::from_millis(500))
     }
 
+    /// What posts-write does after a write, signed in to Redis as posts-write's cache user
+    /// (posts-read's may not bump the list generation).
     fn writer_on(&self, repo: PostsRepo, index_wait: Duration) -> PostWriter {
-        let mut env = testkit::env_reader(self.env.clone());
+        let mut vars = self.env.clone();
+        vars.insert("REDIS_USERNAME".into(), "posts-write".into());
+        vars.insert("REDIS_PASSWORD".into(), testkit::redis_acl::password("posts-write"));
+        let mut env = testkit::env_reader(vars);
         let redis = Arc::new(RedisStore::new(RedisSettings::from_env(&mut env)).unwrap());
         let cache = Cache::new(redis, CacheSettings::default());
         PostWriter::new(CachedPosts::new(repo, cache), index_wait)

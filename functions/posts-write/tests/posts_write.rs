@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
-use shared::auth::{AccessTokens, UserId};
+use shared::auth::{AccessTokenSigner, UserId};
 use shared::cache::{Cache, CacheSettings, CacheStatus};
 use shared::clients::{RedisSettings, RedisStore};
 use shared::clock::timestamp_now;
@@ -18,13 +18,11 @@ use shared::posts::{CachedPosts, LIST_GENERATION_KEY, POST_TTLS, post_key};
 use shared::posts::{Post, PostId, PostsRepo};
 use testkit::{Provisioned, RedisServer};
 
-const SECRET: &str = "test-only-jwt-secret-0123456789abcdef";
-
 struct Fixture {
     write: posts_write::handler::State,
     read: posts_read::handler::State,
     env: HashMap<String, String>,
-    tokens: AccessTokens,
+    tokens: AccessTokenSigner,
     repo: PostsRepo,
     redis: RedisServer,
     _provisioned: Provisioned,
@@ -42,7 +40,7 @@ async fn fixture_on(endpoint: &str) -> Fixture {
         &[
             ("REDIS_URL", &redis.url()),
             ("REDIS_CLUSTER", "false"),
-            ("JWT_SECRET", SECRET),
+            ("JWT_PUBLIC_KEYS", &testkit::test_public_keys()),
             ("POSTS_CURSOR_SECRET", "test-only-posts-cursor-secret-0123456789"),
         ],
     );
@@ -51,7 +49,7 @@ async fn fixture_on(endpoint: &str) -> Fixture {
     let write_settings = posts_write::settings::Settings::from_env(testkit::env_reader(env.clone())).unwrap();
     let read_settings =
         posts_read::settings::Settings::from_env(testkit::env_reader(provisioned.env("posts-read"))).unwrap();
-    let tokens = AccessTokens::new(&write_settings.access_tokens);
+    let tokens = testkit::test_signer();
     Fixture {
         write: posts_write::handler::State::new(&write_settings, &aws).unwrap(),
         read: posts_read::handler::State::new(&read_settings, &aws).unwrap(),

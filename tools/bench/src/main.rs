@@ -8,6 +8,7 @@ mod drills_async;
 mod drills_posts;
 mod floor;
 mod perf;
+mod sessions;
 mod stats;
 
 use std::path::PathBuf;
@@ -44,6 +45,16 @@ enum Cmd {
         #[arg(long, default_value_t = 5000)]
         warm: usize,
     },
+    /// Only the session pieces: the "Session memory" bench section and the refresh-flood drill,
+    /// printed as Markdown (what `make bench` / `make drill` write among the rest).
+    Sessions {
+        #[arg(long)]
+        bin_dir: PathBuf,
+        #[arg(long)]
+        env_file: PathBuf,
+        #[arg(long, default_value = "events")]
+        events: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -65,8 +76,8 @@ pub struct Args {
     command: String,
     #[arg(long, default_value_t = 1000)]
     warm_invocations: usize,
-    /// Drills only: run just this one (redis-posts-read, redis-auth-refresh, webhook-killed,
-    /// ses-outage).
+    /// Drills only: run just this one (redis-posts-read, redis-auth-refresh, refresh-flood,
+    /// webhook-killed, posts-flood, ses-outage).
     #[arg(long)]
     only: Option<String>,
     /// Drills only: runs of each drill on an idle machine (one more runs under CPU load).
@@ -88,6 +99,21 @@ async fn main() {
                 row.init, row.first_response, row.cpu_per_invocation, row.p50, row.p99
             );
         }
+        Cmd::Sessions { bin_dir, env_file, events } => {
+            let env = lambda_harness::env::read_env_file(&env_file).expect("env file");
+            println!("{}", sessions::memory_section(&bin_dir, &env, &events).await);
+            let row = floor::refresh_row(&bin_dir, &env, &events, 10, 2000).await;
+            println!(
+                "refresh (rotation), release: init {:?}, CPU/invocation {:?}, warm p50 {:?}, p99 {:?}\n",
+                row.init, row.cpu_per_invocation, row.p50, row.p99
+            );
+            let refresh = perf::read_event(&events, "auth-refresh/refresh-body.json");
+            let r = sessions::refresh_flood(&bin_dir, &env, &refresh).await;
+            println!("{}", r.markdown);
+            if !r.passed {
+                std::process::exit(1);
+            }
+        }
         Cmd::Drill(args) => {
             let env = lambda_harness::env::read_env_file(&args.env_file).expect("env file");
             let hit = perf::read_event(&args.events, "posts-read/get-hit.json");
@@ -104,6 +130,10 @@ async fn main() {
             if wanted("redis-auth-refresh") {
                 let drill = || -> DrillFuture<'_> { Box::pin(drills::redis_down_auth_refresh(bin, env, &refresh)) };
                 results.push(drill_runs::repeated("redis-auth-refresh", repeat, drill).await);
+            }
+            if wanted("refresh-flood") {
+                let drill = || -> DrillFuture<'_> { Box::pin(sessions::refresh_flood(bin, env, &refresh)) };
+                results.push(drill_runs::repeated("refresh-flood", repeat, drill).await);
             }
             if wanted("webhook-killed") {
                 let drill =

@@ -193,6 +193,7 @@ pub async fn run(args: &Args) {
     ));
 
     md.push_str(&crate::floor::section(&args.bin_dir, &env, &args.events, &redis_url).await);
+    md.push_str(&crate::sessions::memory_section(&args.bin_dir, &env, &args.events).await);
     md.push_str(include_str!("profile_notes.md"));
 
     // Every function, with the event that exercises its main path.

@@ -3,7 +3,7 @@
 //! whose `status` member matches, and no function may log a panic.
 //!
 //! Requests that need authentication carry a valid access token (minted with the stack's
-//! `JWT_SECRET`), so the corpus reaches the body and path parsing behind the auth check.
+//! `JWT_SIGNING_KEY`), so the corpus reaches the body and path parsing behind the auth check.
 
 use std::path::Path;
 use std::time::Duration;

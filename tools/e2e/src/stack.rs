@@ -8,8 +8,10 @@ use std::sync::OnceLock;
 pub struct Stack {
     /// Every variable the stack's dotenv file sets (endpoints, names, dev secrets).
     pub env: Vec<(String, String)>,
-    /// The folder of a stack this process started, stopped on drop.
-    own: Option<PathBuf>,
+    /// The stack's folder (`env`, `functions/<name>.env` with each function's own variables).
+    pub dir: PathBuf,
+    /// Whether this process started the stack (then it is stopped on drop).
+    own: bool,
 }
 
 impl Stack {
@@ -18,12 +20,28 @@ impl Stack {
     pub fn get(prefix: &str) -> Stack {
         if let Ok(path) = std::env::var("BUNDLE_STACK_ENV") {
             let env = lambda_harness::env::read_env_file(Path::new(&path)).expect("the stack's env file");
-            return Stack { env, own: None };
+            let dir = Path::new(&path).parent().expect("the stack's folder").to_path_buf();
+            return Stack { env, dir, own: false };
         }
         let dir = std::env::temp_dir().join(format!("e2e-stack-{}-{prefix}", std::process::id()));
         run(Command::new(script("stack.sh")).arg("up").arg(&dir).arg(prefix));
         let env = lambda_harness::env::read_env_file(&dir.join("env")).expect("the stack's env file");
-        Stack { env, own: Some(dir) }
+        Stack { env, dir, own: true }
+    }
+
+    /// `events/` copied into `to` with fresh access tokens of this stack's key in place of the
+    /// `{{access-token:<user>}}` placeholders (`ops render-events`); returns `to`.
+    pub fn render_events(&self, to: &Path) -> PathBuf {
+        let out = Command::new(bin_dir().join("ops"))
+            .args(["render-events", "--from"])
+            .arg(root().join("events"))
+            .arg("--to")
+            .arg(to)
+            .envs(self.env.iter().cloned())
+            .output()
+            .expect("ops render-events");
+        assert!(out.status.success(), "ops render-events: {}", String::from_utf8_lossy(&out.stderr));
+        to.to_path_buf()
     }
 
     /// The value of `key`.
@@ -34,9 +52,9 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        if let Some(dir) = self.own.take() {
-            let _ = Command::new(script("stack.sh")).arg("down").arg(&dir).status();
-            let _ = std::fs::remove_dir_all(dir);
+        if self.own {
+            let _ = Command::new(script("stack.sh")).arg("down").arg(&self.dir).status();
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use e2e::stack::{Stack, bin_dir, root};
+use e2e::stack::{Stack, bin_dir};
 use lambda_harness::SpawnOptions;
 use lambda_harness::check::{CheckOptions, run_check};
 
@@ -19,14 +19,18 @@ async fn every_sample_event_gets_its_manifest_status() {
     let seeded = Command::new(bins.join("ops")).arg("seed").envs(stack.env.iter().cloned()).output().expect("ops seed");
     assert!(seeded.status.success(), "ops seed: {}", String::from_utf8_lossy(&seeded.stderr));
 
+    // Events name users, not tokens: fresh access tokens of the stack's key go in now.
+    let events = stack.render_events(&stack.dir.join(format!("events-{}", std::process::id())));
     let options = CheckOptions {
         bin_dir: bins.to_path_buf(),
         spawn: SpawnOptions { env: stack.env.clone(), inherit_env: false, log_file: None, echo_logs: false },
         timeout: Duration::from_secs(30),
         log_dir: None,
+        // Each function as its own cache (ACL) user, as deployed.
+        function_env_dir: Some(stack.dir.join("functions")),
     };
     let mut failures = Vec::new();
-    let summary = run_check(&root().join("events/manifest.json"), &options, |outcome| {
+    let summary = run_check(&events.join("manifest.json"), &options, |outcome| {
         println!("{outcome}");
         if !outcome.passed() {
             let lines: Vec<&str> = outcome.logs.lines().collect();
@@ -38,7 +42,8 @@ async fn every_sample_event_gets_its_manifest_status() {
     .expect("the manifest runs");
     println!("{summary}");
     let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root().join("events/manifest.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(events.join("manifest.json")).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&events);
     let entries = manifest.as_array().map_or(0, Vec::len);
     assert!(entries > 0, "events/manifest.json has no entries");
     assert_eq!(summary.passed + summary.failed, entries, "every manifest entry ran");

@@ -58,6 +58,8 @@ pub struct CheckOptions {
     pub timeout: Duration,
     /// When set, each function's output is appended to `<log_dir>/<function>.log`.
     pub log_dir: Option<PathBuf>,
+    /// When set, `<dir>/<function>.env` (if it exists) is applied over `spawn.env` for that function.
+    pub function_env_dir: Option<PathBuf>,
 }
 
 /// What the function answered, as far as the check cares.
@@ -153,6 +155,11 @@ pub async fn run_check(
     for (name, events) in groups {
         let mut spawn = options.spawn.clone();
         spawn.log_file = options.log_dir.as_ref().map(|dir| dir.join(format!("{name}.log")));
+        if let Some(file) = options.function_env_dir.as_ref().map(|dir| dir.join(format!("{name}.env")))
+            && file.exists()
+        {
+            spawn.env.extend(crate::env::read_env_file(&file)?);
+        }
         let bootstrap = options.bin_dir.join(&name);
         let mut running: Option<Function> = None;
 

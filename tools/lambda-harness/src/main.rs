@@ -103,6 +103,10 @@ struct CheckArgs {
     /// Append each function's output to DIR/<function>.log.
     #[arg(long, value_name = "DIR")]
     log_dir: Option<PathBuf>,
+    /// Read DIR/<function>.env (when present) over --env-file for that function only: variables
+    /// that differ per function, such as each one's cache user (scripts/stack.sh writes them).
+    #[arg(long, value_name = "DIR")]
+    function_env_dir: Option<PathBuf>,
     #[command(flatten)]
     env: EnvArgs,
 }
@@ -216,6 +220,7 @@ async fn check(args: CheckArgs) -> Result<bool, HarnessError> {
         },
         timeout: args.env.timeout()?,
         log_dir: args.log_dir,
+        function_env_dir: args.function_env_dir,
     };
     let summary = run_check(&args.manifest, &options, |outcome| {
         println!("{outcome}");

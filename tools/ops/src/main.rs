@@ -13,8 +13,8 @@ use aws_lambda_events::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName};
 use clap::{Parser, Subcommand};
-use shared::auth::access::AccessTokenSettings;
-use shared::auth::{AccessTokens, RefreshSettings, RefreshTokenStore, Sessions, UserId};
+use shared::auth::access::{SigningSettings, fill_access_token_placeholders, generate_key_pair};
+use shared::auth::{AccessTokenSigner, RefreshSettings, RefreshTokenStore, Sessions, UserId};
 use shared::clients::{AwsClients, RedisSettings, RedisStore, load_sdk_config};
 use shared::config::{EnvReader, exit_on_error};
 use shared::posts::{Post, PostId, PostsRepo};
@@ -46,6 +46,22 @@ enum Command {
     Revoke {
         #[arg(long, value_parser = parse_user_id)]
         user_id: UserId,
+    },
+    /// Mints an Ed25519 key pair for access tokens and prints
+    /// {"kid", "JWT_SIGNING_KEY", "JWT_SIGNING_KEY_ID", "publicKeyEntry"}: the private key goes to
+    /// auth-refresh only (JwtSigningKey), the entry into JWT_PUBLIC_KEYS (JwtPublicKeys).
+    Keygen {
+        /// The key id tokens name in their `kid` header (1 to 64 of A-Z a-z 0-9 - _).
+        #[arg(long, default_value = "k1")]
+        kid: String,
+    },
+    /// Copies a folder of sample events (a manifest and its event files) to another, replacing
+    /// every `{{access-token:<userId>}}` with a fresh access token signed with JWT_SIGNING_KEY.
+    RenderEvents {
+        #[arg(long)]
+        from: std::path::PathBuf,
+        #[arg(long)]
+        to: std::path::PathBuf,
     },
     /// Moves messages from a dead-letter queue back to a queue (send, then delete), keeping their
     /// body and message attributes. Prints {"moved": N}.
@@ -85,14 +101,41 @@ fn parse_user_id(raw: &str) -> Result<UserId, String> {
 fn sessions(command: &str) -> Sessions {
     let mut env = EnvReader::from_env();
     let redis = RedisSettings::from_env(&mut env);
-    let access = AccessTokenSettings::from_env(&mut env);
+    let access = SigningSettings::from_env(&mut env);
     let refresh = RefreshSettings::from_env(&mut env);
     let (redis, access, refresh) = exit_on_error(env.finish((redis, access, refresh)));
     let redis = match RedisStore::new(redis) {
         Ok(store) => Arc::new(store),
         Err(e) => fail(command, e),
     };
-    Sessions::new(RefreshTokenStore::new(redis, refresh), AccessTokens::new(&access))
+    Sessions::new(RefreshTokenStore::new(redis, refresh), AccessTokenSigner::new(&access))
+}
+
+/// Copies every file under `from` to `to`, filling access-token placeholders in JSON files.
+fn render_events(from: &std::path::Path, to: &std::path::Path) -> Result<usize, String> {
+    let mut env = EnvReader::from_env();
+    let access = SigningSettings::from_env(&mut env);
+    let signer = AccessTokenSigner::new(&exit_on_error(env.finish(access)));
+    let mut count = 0;
+    let mut dirs = vec![from.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            let target = to.join(path.strip_prefix(from).map_err(|e| e.to_string())?);
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            std::fs::create_dir_all(target.parent().unwrap_or(to)).map_err(|e| e.to_string())?;
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let filled =
+                fill_access_token_placeholders(&text, &signer).map_err(|e| format!("{}: {e}", path.display()))?;
+            std::fs::write(&target, filled).map_err(|e| format!("{}: {e}", target.display()))?;
+            count += 1;
+        }
+    }
+    Ok(count)
 }
 
 fn fail(command: &str, e: impl std::fmt::Display) -> ! {
@@ -402,6 +445,22 @@ async fn main() {
         Command::Revoke { user_id } => match sessions("revoke").end_all(&user_id).await {
             Ok(revoked) => println!("{}", serde_json::json!({ "userId": user_id, "revoked": revoked })),
             Err(e) => fail("revoke", e),
+        },
+        Command::Keygen { kid } => match generate_key_pair(&kid) {
+            Ok((private, public)) => println!(
+                "{}",
+                serde_json::json!({
+                    "kid": kid,
+                    "JWT_SIGNING_KEY": private.expose(),
+                    "JWT_SIGNING_KEY_ID": kid,
+                    "publicKeyEntry": public.to_entry(),
+                })
+            ),
+            Err(e) => fail("keygen", e),
+        },
+        Command::RenderEvents { from, to } => match render_events(&from, &to) {
+            Ok(files) => println!("{}", serde_json::json!({ "files": files })),
+            Err(e) => fail("render-events", e),
         },
         Command::DlqReplay { from, to, max } => {
             let sqs = sqs_client().await;

@@ -15,6 +15,7 @@ use shared::clients::AwsClients;
 pub mod api_front_door;
 pub mod dynamo_meter;
 pub mod http;
+pub mod redis_acl;
 pub mod redis_server;
 pub mod serial_moto;
 pub mod stack_env;
@@ -162,6 +163,12 @@ pub fn provision_at(endpoint: &str, overrides: &[(&str, &str)]) -> Provisioned {
     for (k, v) in overrides {
         cmd.arg("--set").arg(format!("{k}={v}"));
     }
+    // Each function that uses Redis signs in as its template user, whose password here is the
+    // local one every testkit redis-server knows (redis_acl).
+    for user in redis_acl::template_users() {
+        let param: String = user.name.split('-').map(|w| w[..1].to_uppercase() + &w[1..]).collect();
+        cmd.arg("--param").arg(format!("{param}CachePassword={}", redis_acl::password(&user.name)));
+    }
     let out = cmd.stderr(Stdio::inherit()).output().expect("run provision.py");
     assert!(out.status.success(), "provision.py failed");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("provision.py prints JSON");
@@ -206,4 +213,33 @@ pub async fn moto_data(endpoint: &str) -> serde_json::Value {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("moto's data.json at {url} did not answer with JSON ten times; last: {last}")
+}
+
+/// The access-token key pair of this test process (kid `test-1`): verifiers get
+/// [`test_public_keys`] as `JWT_PUBLIC_KEYS`, tests mint with [`test_signer`], as auth-refresh would.
+fn test_signing() -> &'static shared::auth::access::SigningSettings {
+    static KEYS: OnceLock<shared::auth::access::SigningSettings> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let (key, public) = shared::auth::access::generate_key_pair("test-1").expect("key pair");
+        shared::auth::access::SigningSettings {
+            key,
+            kid: "test-1".into(),
+            verify: shared::auth::access::AccessTokenSettings {
+                public_keys: vec![public],
+                issuer: shared::auth::access::DEFAULT_ISSUER.into(),
+                audience: shared::auth::access::DEFAULT_AUDIENCE.into(),
+                ttl: Duration::from_secs(900),
+            },
+        }
+    })
+}
+
+/// `JWT_PUBLIC_KEYS` for a verifier under test.
+pub fn test_public_keys() -> String {
+    test_signing().verify.public_keys.iter().map(|k| k.to_entry()).collect::<Vec<_>>().join(",")
+}
+
+/// A signer whose tokens verifiers configured with [`test_public_keys`] accept.
+pub fn test_signer() -> shared::auth::AccessTokenSigner {
+    shared::auth::AccessTokenSigner::new(test_signing())
 }

@@ -1,5 +1,6 @@
 //! Real `redis-server` processes for tests: a single server that can be stopped and restarted on
-//! the same port (cache-down drills), and a 3-master cluster on loopback.
+//! the same port (cache-down drills), and a 3-master cluster on loopback. Every server loads the
+//! template's ACL users ([`crate::redis_acl`]).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -8,9 +9,11 @@ use std::time::{Duration, Instant};
 use crate::{free_port, wait_for_port};
 
 fn spawn(port: u16, dir: &std::path::Path, extra: &[&str]) -> Child {
+    let acl = crate::redis_acl::write_acl_file(dir);
     Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
         .args(["--dir", dir.to_str().expect("utf-8 dir")])
+        .args(["--aclfile", acl.to_str().expect("utf-8 path")])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -103,6 +106,11 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The URL that signs in as the template's ACL user `user` (its local password).
+    pub fn url_as(&self, user: &str) -> String {
+        format!("redis://{user}:{}@127.0.0.1:{}", crate::redis_acl::password(user), self.port)
     }
 
     /// The PID of the redis-server answering on the port (it answers `LOADING` to most commands
@@ -307,6 +315,11 @@ impl RedisCluster {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.ports[0])
+    }
+
+    /// The URL that signs in as the template's ACL user `user` (its local password).
+    pub fn url_as(&self, user: &str) -> String {
+        format!("redis://{user}:{}@127.0.0.1:{}", crate::redis_acl::password(user), self.ports[0])
     }
 }
 

@@ -16,10 +16,15 @@ pub fn with(env: &[(String, String)], extra: &[(&str, String)]) -> Env {
     out
 }
 
+/// The stack's access-token signer (auth-refresh's JWT_SIGNING_KEY).
+pub fn signer(env: &[(String, String)]) -> shared::auth::AccessTokenSigner {
+    let mut reader = shared::config::EnvReader::from_fn(|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()));
+    let settings = shared::auth::access::SigningSettings::from_env(&mut reader);
+    let settings = reader.finish(settings).expect("the stack's JWT settings");
+    shared::auth::AccessTokenSigner::new(&settings)
+}
+
 /// An access token for `user`, minted with the stack's JWT settings, as auth-refresh would.
 pub fn bearer(env: &[(String, String)], user: &str) -> String {
-    let mut reader = shared::config::EnvReader::from_fn(|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()));
-    let settings = shared::auth::access::AccessTokenSettings::from_env(&mut reader);
-    let tokens = shared::auth::AccessTokens::new(&settings);
-    tokens.mint(&shared::auth::UserId::parse(user).expect("user id")).expect("mint")
+    signer(env).mint(&shared::auth::UserId::parse(user).expect("user id")).expect("mint")
 }

@@ -5,17 +5,52 @@
 use shared::config::FromEnv;
 use std::collections::HashMap;
 use std::process::Command;
+use std::sync::OnceLock;
 
 use auth_refresh::handler::State;
 use auth_refresh::settings::Settings;
 use lambda_http::{Body, Request, Response};
 use shared::auth::UserId;
+use shared::auth::access::{PublicKey, generate_key_pair};
+use shared::config::Secret;
 use testkit::{RedisCluster, RedisServer};
 
 pub const ORIGIN: &str = "https://app.example.com";
-pub const JWT_SECRET: &str = "test-only-secret-test-only-secret-0123456789";
+pub const REFRESH_SECRET: &str = "test-only-refresh-secret-test-only-0123456789";
 pub const REFRESH_TTL_SECS: u64 = 3600;
 pub const ACCESS_TTL_SECS: u64 = 900;
+pub const COOKIE: &str = auth_refresh::browser::COOKIE;
+
+/// One signing key pair for the test binary (kid `test-1`).
+pub fn signing_key() -> &'static (Secret, PublicKey) {
+    static KEY: OnceLock<(Secret, PublicKey)> = OnceLock::new();
+    KEY.get_or_init(|| generate_key_pair("test-1").expect("key pair"))
+}
+
+/// What a scenario changes in the function's environment; the rest is [`Fixture::start`]'s.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub grace_ms: u64,
+    pub ttl_secs: u64,
+    pub max_lifetime_secs: u64,
+    pub burst: u32,
+    pub per_minute: u32,
+    pub max_sessions: u32,
+}
+
+impl Options {
+    /// A long grace window and a bucket no scenario empties by accident.
+    pub fn grace(grace_ms: u64) -> Self {
+        Self {
+            grace_ms,
+            ttl_secs: REFRESH_TTL_SECS,
+            max_lifetime_secs: 30 * 24 * 3600,
+            burst: 100_000,
+            per_minute: 1_000_000,
+            max_sessions: 10,
+        }
+    }
+}
 
 /// Which Redis the suite runs against. Each test binary constructs one of the two.
 #[allow(dead_code)]
@@ -40,18 +75,25 @@ pub struct Fixture {
 impl Fixture {
     /// A fresh Redis of `kind` and a `State` over it, with the reuse grace window `grace_ms`.
     pub fn start(kind: Kind, grace_ms: u64) -> Self {
+        Self::start_with(kind, Options::grace(grace_ms))
+    }
+
+    /// A fresh Redis of `kind` and a `State` over it that signs in as the template's
+    /// `auth-refresh` ACL user.
+    pub fn start_with(kind: Kind, o: Options) -> Self {
         let (backend, url, ports) = match kind {
             Kind::Single => {
                 let server = RedisServer::start();
-                let (url, ports) = (server.url(), vec![server.port]);
+                let (url, ports) = (server.url_as("auth-refresh"), vec![server.port]);
                 (Backend::Single(server), url, ports)
             }
             Kind::Cluster => {
                 let cluster = RedisCluster::start(3);
-                let (url, ports) = (cluster.url(), cluster.ports.clone());
+                let (url, ports) = (cluster.url_as("auth-refresh"), cluster.ports.clone());
                 (Backend::Cluster(cluster), url, ports)
             }
         };
+        let (private, public) = signing_key();
         let env: HashMap<String, String> = [
             ("REDIS_URL", url.as_str()),
             ("REDIS_CLUSTER", if kind == Kind::Cluster { "true" } else { "false" }),
@@ -60,10 +102,17 @@ impl Fixture {
             ("REDIS_RESPONSE_TIMEOUT_MS", "1000"),
             ("REDIS_RECONNECT_BACKOFF_MS", "100"),
             ("ALLOWED_ORIGINS", ORIGIN),
-            ("JWT_SECRET", JWT_SECRET),
+            ("JWT_SIGNING_KEY", private.expose()),
+            ("JWT_SIGNING_KEY_ID", "test-1"),
+            ("JWT_PUBLIC_KEYS", &public.to_entry()),
             ("ACCESS_TOKEN_TTL_SECONDS", &ACCESS_TTL_SECS.to_string()),
-            ("REFRESH_TOKEN_TTL_SECONDS", &REFRESH_TTL_SECS.to_string()),
-            ("REFRESH_REUSE_GRACE_MS", &grace_ms.to_string()),
+            ("REFRESH_TOKEN_SECRET", REFRESH_SECRET),
+            ("REFRESH_TOKEN_TTL_SECONDS", &o.ttl_secs.to_string()),
+            ("REFRESH_SESSION_MAX_SECONDS", &o.max_lifetime_secs.to_string()),
+            ("REFRESH_REUSE_GRACE_MS", &o.grace_ms.to_string()),
+            ("REFRESH_RATE_BURST", &o.burst.to_string()),
+            ("REFRESH_RATE_PER_MINUTE", &o.per_minute.to_string()),
+            ("REFRESH_MAX_SESSIONS_PER_USER", &o.max_sessions.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -113,6 +162,20 @@ impl Fixture {
         self.cli(&["PTTL", key]).parse().expect("PTTL is an integer")
     }
 
+    /// Bytes Redis itself reports (`MEMORY USAGE`, every node) for every key of `user`.
+    pub fn user_bytes(&self, user: &str) -> u64 {
+        self.keys()
+            .iter()
+            .filter(|k| k.starts_with(&format!("auth:{{{user}}}:")))
+            .map(|k| self.cli(&["MEMORY", "USAGE", k, "SAMPLES", "0"]).parse::<u64>().expect("MEMORY USAGE"))
+            .sum()
+    }
+
+    /// The keys of `user`.
+    pub fn user_keys(&self, user: &str) -> Vec<String> {
+        self.keys().into_iter().filter(|k| k.starts_with(&format!("auth:{{{user}}}:"))).collect()
+    }
+
     /// Every key on every node, sorted.
     pub fn keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self
@@ -153,8 +216,14 @@ pub fn post(path: &str) -> http::request::Builder {
     http::Request::builder().method("POST").uri(path).header("origin", ORIGIN)
 }
 
+/// A browser's `fetch(path, {method: "POST", credentials: "include", headers: {"content-type":
+/// "application/json"}})` from the app's origin, with the session cookie.
 pub fn with_cookie(path: &str, token: &str) -> Request {
-    post(path).header("cookie", format!("theme=dark; refresh_token={token}")).body(Body::Empty).unwrap()
+    post(path)
+        .header("content-type", "application/json")
+        .header("cookie", format!("theme=dark; {COOKIE}={token}"))
+        .body(Body::Empty)
+        .unwrap()
 }
 
 pub fn with_body(path: &str, body: serde_json::Value) -> Request {
@@ -199,20 +268,31 @@ pub fn header<'a>(response: &'a Response<Body>, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The new refresh token of a 200 from /auth/refresh, checked against its cookie.
+/// The new refresh token of a 200 from /auth/refresh: from the cookie when the request used the
+/// cookie (and then never in the body), from the body when it used the body (and then no cookie).
 pub fn new_token(response: &Response<Body>) -> String {
     assert_eq!(response.status(), 200, "{}", text(response));
-    let token = json(response)["refreshToken"].as_str().expect("refreshToken").to_owned();
-    let cookie = header(response, "set-cookie").expect("set-cookie");
-    assert_eq!(
-        cookie,
-        format!("refresh_token={token}; Path=/auth; Max-Age={REFRESH_TTL_SECS}; HttpOnly; Secure; SameSite=Strict")
-    );
-    token
+    let body = json(response);
+    match header(response, "set-cookie") {
+        Some(cookie) => {
+            assert!(body.get("refreshToken").is_none(), "a cookie refresh never puts the token in the body: {body}");
+            let (pair, attributes) = cookie.split_once("; ").expect("attributes");
+            let token = pair.strip_prefix(&format!("{COOKIE}=")).expect("our cookie").to_owned();
+            let max_age: u64 = attributes
+                .split("; ")
+                .find_map(|a| a.strip_prefix("Max-Age="))
+                .and_then(|v| v.parse().ok())
+                .expect("Max-Age");
+            assert!(max_age <= REFRESH_TTL_SECS, "{cookie}");
+            assert_eq!(attributes, format!("Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"), "{cookie}");
+            token
+        }
+        None => body["refreshToken"].as_str().expect("refreshToken in the body").to_owned(),
+    }
 }
 
-/// The parts of a refresh token: user, family, secret.
-pub fn parts(token: &str) -> (String, String, String) {
+/// The parts of a refresh token: user, family, number, MAC.
+pub fn parts(token: &str) -> (String, String, String, String) {
     let mut it = token.split('.').map(str::to_owned);
-    (it.next().unwrap(), it.next().unwrap(), it.next().unwrap())
+    (it.next().unwrap(), it.next().unwrap(), it.next().unwrap(), it.next().unwrap())
 }

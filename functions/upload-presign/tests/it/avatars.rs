@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use crate::common::{BUCKET, PNG_1X1, S3sServer, json_of, profile_with, put, record_with};
 use lambda_http::Body;
 use serde_json::{Value, json};
-use shared::auth::{AccessTokens, UserId};
+use shared::auth::{AccessTokenSigner, UserId};
 use shared::clients::AwsClients;
 use upload_presign::handler::State;
 use upload_presign::settings::Settings;
@@ -24,7 +24,7 @@ struct Flow {
     dynamodb: aws_sdk_dynamodb::Client,
     users_table: String,
     state: State,
-    tokens: AccessTokens,
+    tokens: AccessTokenSigner,
 }
 
 /// The function's state over s3s-fs (S3) and `dynamo_endpoint` (moto), its environment from the
@@ -34,7 +34,8 @@ async fn flow_at(moto: Option<&testkit::SerialMoto>) -> Flow {
     let server = S3sServer::start().await;
     let s3 = server.client();
     s3.create_bucket().bucket(BUCKET).send().await.expect("bucket on s3s-fs");
-    let overrides = [("JWT_SECRET", common::SECRET), ("S3_FORCE_PATH_STYLE", "true")];
+    let keys = testkit::test_public_keys();
+    let overrides = [("JWT_PUBLIC_KEYS", keys.as_str()), ("S3_FORCE_PATH_STYLE", "true")];
     let (provisioned, aws) = match moto {
         Some(m) => (m.provision(&overrides), testkit::aws_clients_at(&m.endpoint).await),
         None => (testkit::provision(&overrides), testkit::aws_clients().await),
@@ -45,7 +46,7 @@ async fn flow_at(moto: Option<&testkit::SerialMoto>) -> Flow {
     let clients = AwsClients { s3: s3.clone(), ..aws.clone() };
     Flow {
         state: State::new(&settings, &clients),
-        tokens: AccessTokens::new(&settings.access_tokens),
+        tokens: testkit::test_signer(),
         users_table: env["USERS_TABLE"].clone(),
         dynamodb: aws.dynamodb,
         s3,

@@ -18,12 +18,11 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
-use shared::auth::{AccessTokens, UserId};
+use shared::auth::{AccessTokenSigner, UserId};
 use shared::clients::AwsClients;
 use upload_presign::handler::State;
 use upload_presign::settings::Settings;
 
-pub const SECRET: &str = "test-only-jwt-secret-0123456789abcdef";
 pub const ACCESS_KEY: &str = "AKIAS3SFSTEST";
 pub const SECRET_KEY: &str = "s3s-fs-test-secret-0123456789";
 pub const BUCKET: &str = "uploads";
@@ -53,7 +52,7 @@ pub struct Fixture {
     pub aws: AwsClients,
     pub bucket: String,
     pub env: HashMap<String, String>,
-    pub tokens: AccessTokens,
+    pub tokens: AccessTokenSigner,
 }
 
 impl Fixture {
@@ -79,14 +78,7 @@ impl Fixture {
             .load()
             .await;
         let aws = AwsClients::new(&sdk, settings.uploads.force_path_style);
-        Self {
-            state: State::new(&settings, &aws),
-            tokens: AccessTokens::new(&settings.access_tokens),
-            settings,
-            aws,
-            bucket,
-            env,
-        }
+        Self { state: State::new(&settings, &aws), tokens: testkit::test_signer(), settings, aws, bucket, env }
     }
 
     pub fn bearer(&self, user: &str) -> String {
@@ -159,7 +151,7 @@ pub fn provision_for_origin(origin: &str) -> Value {
         .arg("--set")
         .arg(format!("ALLOWED_ORIGINS={origin}"))
         .arg("--set")
-        .arg(format!("JWT_SECRET={SECRET}"))
+        .arg(format!("JWT_PUBLIC_KEYS={}", testkit::test_public_keys()))
         .args(["--set", "S3_FORCE_PATH_STYLE=true"])
         .stderr(Stdio::inherit())
         .output()

@@ -206,10 +206,17 @@ async fn authentication_comes_first() {
     assert_eq!(r.status(), 401, "no token: 401 before any look at the body");
     assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
 
-    let other = shared::auth::AccessTokens::new(&shared::auth::access::AccessTokenSettings {
-        secret: shared::config::Secret::new("another-secret-another-secret-xx"),
-        issuer: shared::auth::access::DEFAULT_ISSUER.into(),
-        ttl: std::time::Duration::from_secs(60),
+    // Signed by a key pair of its own that claims the test key's kid: refused.
+    let (key, public) = shared::auth::access::generate_key_pair("test-1").unwrap();
+    let other = shared::auth::AccessTokenSigner::new(&shared::auth::access::SigningSettings {
+        key,
+        kid: "test-1".into(),
+        verify: shared::auth::access::AccessTokenSettings {
+            public_keys: vec![public],
+            issuer: shared::auth::access::DEFAULT_ISSUER.into(),
+            audience: shared::auth::access::DEFAULT_AUDIENCE.into(),
+            ttl: std::time::Duration::from_secs(60),
+        },
     });
     let forged = other.mint(&shared::auth::UserId::parse("user-1").unwrap()).unwrap();
     let req = http::Request::builder()
@@ -251,7 +258,8 @@ async fn preflight_allows_the_configured_origin_only() {
     assert!(!no.headers().contains_key("access-control-allow-origin"));
 }
 
-/// The files in events/upload-presign, as the real function sees them (dev JWT secret).
+/// The files in events/upload-presign, as the real function sees them (their access-token
+/// placeholders filled with tokens of the test key).
 #[tokio::test]
 async fn sample_events_get_their_expected_status() {
     common::lambda_environment();
@@ -261,7 +269,8 @@ async fn sample_events_get_their_expected_status() {
         .iter()
         .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
         .collect::<std::collections::HashMap<_, _>>();
-    vars.insert("JWT_SECRET".into(), "dev-only-jwt-secret-not-for-production-0001".into());
+    vars.insert("JWT_PUBLIC_KEYS".into(), testkit::test_public_keys());
+    let signer = testkit::test_signer();
     let settings = upload_presign::settings::Settings::from_env(testkit::env_reader(vars)).unwrap();
     let aws = testkit::aws_clients().await;
     let state = upload_presign::handler::State::new(&settings, &aws);
@@ -288,6 +297,7 @@ async fn sample_events_get_their_expected_status() {
     for (file, status) in entries {
         let file = file.as_str();
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let text = shared::auth::access::fill_access_token_placeholders(&text, &signer).unwrap();
         let req = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
         let r = upload_presign::handler::handle(&state, req).await;
         assert_eq!(r.status(), status, "{file}: {:?}", r.body());

@@ -2,10 +2,12 @@
 //!
 //! Every refusal of a refresh token (missing, malformed, unknown, expired, revoked, rotated, reused)
 //! is the same 401 with the same body, byte for byte, so the answer is no oracle for which tokens
-//! exist or what happened to them; the reason goes to the log. A store that cannot answer is a 503:
-//! no token is ever accepted without the store (fail closed).
+//! exist or what happened to them; the reason goes to the log. A user over the refresh rate limit
+//! gets 429 with `Retry-After`. A store that cannot answer is a 503: no token is ever accepted
+//! without the store (fail closed).
 
 use http::StatusCode;
+use http::header::{self, HeaderValue};
 
 use crate::auth::refresh::{RefreshError, Rejection, SessionError};
 use crate::http::Problem;
@@ -27,11 +29,22 @@ impl From<RefreshError> for Problem {
         match e {
             RefreshError::Rejected(reason) => {
                 match reason {
-                    // Reuse is what a stolen token looks like: worth an operator's attention.
-                    Rejection::Reused => tracing::warn!(?reason, "refresh token refused"),
+                    // Reuse and forgery are what theft and probing look like: worth an operator's attention.
+                    Rejection::Reused | Rejection::Forged => tracing::warn!(?reason, "refresh token refused"),
                     _ => tracing::info!(?reason, "refresh token refused"),
                 }
                 refresh_refused()
+            }
+            RefreshError::RateLimited { retry_after } => {
+                let secs = retry_after.as_millis().div_ceil(1000).max(1);
+                tracing::warn!(retry_after_secs = secs as u64, "refresh rate limit reached");
+                Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too-many-refreshes",
+                    "Too many requests",
+                    "this account refreshed its session too often; retry after the delay in Retry-After",
+                )
+                .with_header(header::RETRY_AFTER, HeaderValue::from(secs as u64))
             }
             RefreshError::Unavailable(e) => {
                 tracing::error!(error = %e, "session store unavailable");
@@ -74,13 +87,23 @@ mod tests {
         let reasons = [
             Rejection::Missing,
             Rejection::Malformed,
+            Rejection::Forged,
             Rejection::Unknown,
-            Rejection::RotatedWithinGrace,
+            Rejection::Expired,
             Rejection::Reused,
         ];
         let bodies: Vec<_> = reasons.iter().map(|r| body(RefreshError::Rejected(*r).into())).collect();
         assert_eq!(bodies[0].0, 401);
         assert!(bodies.iter().all(|b| *b == bodies[0]), "{bodies:?}");
+    }
+
+    #[test]
+    fn over_the_rate_limit_is_429_with_retry_after_rounded_up() {
+        let limited = RefreshError::RateLimited { retry_after: std::time::Duration::from_millis(4200) };
+        let r = Problem::from(limited).to_response();
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "5");
+        assert_eq!(r.headers()[header::CONTENT_TYPE], crate::http::PROBLEM_JSON);
     }
 
     #[test]

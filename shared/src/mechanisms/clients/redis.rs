@@ -17,7 +17,9 @@
 //!   into a replica, so the connection is dropped and the next one finds the new primary.
 //!
 //! `redis://`, `rediss://` (TLS, which ElastiCache Serverless requires) and cluster mode are all
-//! supported; keys that a script touches together must share a hash tag.
+//! supported; keys that a script touches together must share a hash tag. Each function signs in as
+//! its own ACL user (`REDIS_USERNAME` / `REDIS_PASSWORD`, or credentials in the URL), so the cache
+//! enforces which keys and commands it may use.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -26,7 +28,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 
-use crate::config::EnvReader;
+use crate::config::{EnvReader, Secret};
 
 /// How to reach Redis, from `REDIS_*` (see [`RedisSettings::from_env`]).
 #[derive(Clone, Debug)]
@@ -35,6 +37,11 @@ pub struct RedisSettings {
     pub url: String,
     /// Cluster mode (`REDIS_CLUSTER`): the URL is one seed node.
     pub cluster: bool,
+    /// The ACL user this function signs in as (`AUTH username password`); `None`: the URL's, or
+    /// the default user.
+    pub username: Option<String>,
+    /// That user's password (`REDIS_PASSWORD`).
+    pub password: Option<Secret>,
     /// Longest wait for a connection (`REDIS_CONNECT_TIMEOUT_MS`, default 250 ms).
     pub connect_timeout: Duration,
     /// Longest wait for one reply (`REDIS_RESPONSE_TIMEOUT_MS`, default 250 ms).
@@ -44,16 +51,23 @@ pub struct RedisSettings {
 }
 
 impl RedisSettings {
-    /// `REDIS_URL`, `REDIS_CLUSTER`, `REDIS_CONNECT_TIMEOUT_MS`, `REDIS_RESPONSE_TIMEOUT_MS`,
-    /// `REDIS_RECONNECT_BACKOFF_MS`.
+    /// `REDIS_URL`, `REDIS_CLUSTER`, `REDIS_USERNAME`, `REDIS_PASSWORD`, `REDIS_CONNECT_TIMEOUT_MS`,
+    /// `REDIS_RESPONSE_TIMEOUT_MS`, `REDIS_RECONNECT_BACKOFF_MS`.
     pub fn from_env(env: &mut EnvReader<'_>) -> Self {
         let url = env.required("REDIS_URL", "redis://host:port or rediss://host:port");
         if !(url.is_empty() || url.starts_with("redis://") || url.starts_with("rediss://")) {
             env.reject("REDIS_URL", "redis://host:port or rediss://host:port", "unsupported scheme");
         }
+        let username = env.optional("REDIS_USERNAME");
+        let password = env.optional("REDIS_PASSWORD").map(Secret::new);
+        if username.is_some() && password.is_none() {
+            env.reject("REDIS_PASSWORD", "the password of REDIS_USERNAME", "missing while REDIS_USERNAME is set");
+        }
         Self {
             url,
             cluster: env.flag("REDIS_CLUSTER", false),
+            username,
+            password,
             connect_timeout: env.millis("REDIS_CONNECT_TIMEOUT_MS", 250, 10..=10_000),
             response_timeout: env.millis("REDIS_RESPONSE_TIMEOUT_MS", 250, 10..=10_000),
             reconnect_backoff: env.millis("REDIS_RECONNECT_BACKOFF_MS", 500, 0..=60_000),
@@ -246,17 +260,32 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
+    /// The URL's connection info with `REDIS_USERNAME` / `REDIS_PASSWORD` applied.
+    fn connection_info(settings: &RedisSettings) -> Result<redis::ConnectionInfo, RedisError> {
+        use redis::IntoConnectionInfo;
+        let info = settings.url.as_str().into_connection_info()?;
+        let mut redis = info.redis_settings().clone();
+        if let Some(user) = &settings.username {
+            redis = redis.set_username(user);
+        }
+        if let Some(password) = &settings.password {
+            redis = redis.set_password(password.expose());
+        }
+        Ok(info.set_redis_settings(redis))
+    }
+
     /// Parses the URL; opens nothing.
     pub fn new(settings: RedisSettings) -> Result<Self, RedisStoreError> {
+        let info = Self::connection_info(&settings).map_err(RedisStoreError::Settings)?;
         let client = if settings.cluster {
-            redis::cluster::ClusterClient::builder(vec![settings.url.as_str()])
+            redis::cluster::ClusterClient::builder(vec![info])
                 .connection_timeout(settings.connect_timeout)
                 .response_timeout(settings.response_timeout)
                 .retries(1)
                 .build()
                 .map(Client::Cluster)
         } else {
-            redis::Client::open(settings.url.as_str()).map(Client::Single)
+            redis::Client::open(info).map(Client::Single)
         }
         .map_err(RedisStoreError::Settings)?;
         Ok(Self {
