@@ -13,10 +13,14 @@ use std::time::{Duration, Instant};
 use shared::clients::AwsClients;
 
 pub mod dynamo_meter;
+pub mod redis_modes;
 pub mod redis_server;
+pub mod redis_tls;
 pub mod serial_moto;
 pub use dynamo_meter::{DynamoMeter, Reads};
+pub use redis_modes::{Redis, RedisMode};
 pub use redis_server::{Persistence, RedisCluster, RedisServer};
+pub use redis_tls::TlsFiles;
 pub use serial_moto::SerialMoto;
 
 /// The workspace root (where template.yaml and .venv live).
