@@ -73,18 +73,6 @@ impl RedisSettings {
         }
     }
 
-    /// Settings for `url` with the defaults `from_env` uses (tests and tools).
-    pub fn for_url(url: &str, cluster: bool) -> Self {
-        Self {
-            url: url.to_owned(),
-            cluster,
-            connect_timeout: Duration::from_millis(250),
-            response_timeout: Duration::from_millis(250),
-            reconnect_backoff: Duration::from_millis(500),
-            ca_bundle: None,
-        }
-    }
-
     fn tls(&self) -> bool {
         self.url.starts_with("rediss://")
     }
