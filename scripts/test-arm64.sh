@@ -29,8 +29,9 @@ scripts/bootstrap.sh
 if [ ! -x "$QEMU" ] || [ ! -e "$ARM64_ROOT/lib/ld-linux-aarch64.so.1" ] || [ ! -e "$ARM64_ROOT/lib/libgcc_s.so.1" ]; then
   echo "test-arm64: installing qemu-user-static, libc6-arm64-cross, libgcc-s1-arm64-cross (apt)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq qemu-user-static libc6-arm64-cross libgcc-s1-arm64-cross >/dev/null
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq qemu-user-static libc6-arm64-cross libgcc-s1-arm64-cross >/dev/null
 fi
 
 started=$(date +%s)
