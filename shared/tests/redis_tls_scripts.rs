@@ -156,6 +156,23 @@ async fn every_cache_script_survives_a_script_flush(mode: RedisMode) {
     assert_eq!(failed.unwrap_err(), LoadError::Source);
     assert_eq!(redis.cli(&["EXISTS", "{item:2}:lock"]), "0", "the failed load released its lock");
 
+    // A key with a hash tag of its own keeps it for its lock: the same slot again.
+    let (value, _) = cache
+        .get_or_load(
+            "item:{tagged}:3",
+            TTLS,
+            |i: &Item| i.version,
+            deadline(),
+            || async {
+                assert_eq!(redis.cli(&["EXISTS", "item:{tagged}:3:lock"]), "1");
+                Ok::<_, LoadError>(Some(item()))
+            },
+        )
+        .await
+        .expect("loaded");
+    assert_eq!(value, Some(item()));
+    assert!(redis.cli(&["GET", "item:{tagged}:3"]).starts_with("3|"), "the fill landed");
+
     assert_eq!(error_count(&redis, "CROSSSLOT"), 0, "a script touched keys of two slots");
 }
 
