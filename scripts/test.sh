@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # `make test`: every check, against real services this script starts itself on free ports.
 #   formatting, clippy -D warnings, unit + integration tests (real redis-server processes started
-#   by the tests, one moto server for the run), template lints, and every events/ file invoked
-#   through the real function binaries under a local Lambda Runtime API.
+#   by the tests, one moto server for the run; tools/e2e runs every events/ file and the bad-input
+#   corpus through the real function binaries under a local Lambda Runtime API), template lints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export PATH="$ROOT/.venv/bin:$PATH"
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 
 scripts/bootstrap.sh
 
@@ -29,8 +28,10 @@ trap cleanup EXIT
 echo "== local stack (redis-server + moto on free loopback ports)"
 scripts/stack.sh up "$STACK" "events-"
 set -a; . "$STACK/env"; set +a
-# Tests provision their own resources (unique prefixes) on this moto and start their own Redis.
+# Tests provision their own resources (unique prefixes) on this moto and start their own Redis;
+# tools/e2e (sample events, bad-input corpus) runs against this stack's own resources.
 export AWS_ENDPOINT_URL
+export BUNDLE_STACK_ENV="$STACK/env"
 
 echo "== unit and integration tests"
 if command -v cargo-nextest >/dev/null 2>&1; then
@@ -46,10 +47,3 @@ cfn-lint template.yaml
 checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
 actionlint
 
-echo "== events/ through the real binaries (local Lambda Runtime API)"
-cargo build --workspace --bins --locked -q
-"$TARGET/debug/ops" seed >/dev/null
-"$TARGET/debug/lambda-harness" check --manifest events/manifest.json --bin-dir "$TARGET/debug" --env-file "$STACK/env"
-
-echo "== bad-input corpus against every HTTP function (4xx problem+json, no panic)"
-"$TARGET/debug/bench" corpus --bin-dir "$TARGET/debug" --env-file "$STACK/env"

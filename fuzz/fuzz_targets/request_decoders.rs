@@ -9,26 +9,26 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(id) = shared::posts::PostId::parse(&text) {
         assert!(id.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     }
-    if let Ok(user) = shared::tokens::UserId::parse(&text) {
+    if let Ok(user) = shared::auth::UserId::parse(&text) {
         assert!(!user.as_str().contains(['{', '}', ':']));
     }
-    let _ = shared::tokens::refresh::RefreshToken::parse(&text);
-    let _ = shared::email_jobs::EmailAddress::parse(&text);
-    let _ = shared::email_jobs::EmailJob::from_json(&text);
-    if let Ok(event) = shared::stripe::Event::parse(data) {
+    let _ = shared::auth::refresh::RefreshToken::parse(&text);
+    let _ = shared::email::EmailAddress::parse(&text);
+    let _ = shared::email::EmailJob::from_json(&text);
+    if let Ok(event) = shared::payments::Event::parse(data) {
         let _ = event.handled();
     }
     let _ = shared::outbound::parse_retry_after(&text);
 
-    let shown = shared::storage::display_filename(&text);
+    let shown = shared::uploads::display_filename(&text);
     assert!(!shown.contains(['/', '\\', '\r', '\n', '\0']), "{shown:?}");
 
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
-        if let Ok(post) = shared::post_writes::NewPost::parse(&value) {
+        if let Ok(post) = shared::posts::NewPost::parse(&value) {
             assert!(!post.title.trim().is_empty() && post.title.chars().count() <= 200);
             assert!(!post.title.chars().any(char::is_control));
         }
-        let _ = shared::post_writes::parse_changes(&value);
-        let _ = serde_json::from_value::<shared::storage::UploadRequest>(value);
+        let _ = shared::posts::parse_changes(&value);
+        let _ = serde_json::from_value::<shared::uploads::UploadRequest>(value);
     }
 });

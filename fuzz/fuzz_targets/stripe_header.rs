@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(header) = std::str::from_utf8(data) else { return };
-    if let Ok(parsed) = shared::stripe::parse_header(header) {
+    if let Ok(parsed) = shared::payments::parse_header(header) {
         let rendered = format!("{parsed:?}");
         assert!(!rendered.is_empty());
     }

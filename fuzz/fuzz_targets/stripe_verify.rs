@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use shared::config::EnvReader;
-use shared::stripe::{Verifier, VerifierSettings};
+use shared::payments::{Verifier, VerifierSettings};
 
 const SECRET: &str = "whsec_fuzz_secret";
 const NOW: i64 = 1_800_000_000;
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let mut env = EnvReader::from_fn(|k| (k == "STRIPE_WEBHOOK_SECRET").then(|| SECRET.to_owned()));
     let verifier = Verifier::new(&VerifierSettings::from_env(&mut env));
     if let Ok(verified) = verifier.verify(Some(header), body, NOW) {
-        let expected = shared::stripe::sign_header(SECRET, verified.timestamp, body);
+        let expected = shared::payments::sign_header(SECRET, verified.timestamp, body);
         let v1 = expected.split(",v1=").nth(1).expect("sign_header writes v1");
         assert!(header.contains(v1), "accepted a header without the right signature");
     }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use shared::api::Problem;
+use shared::http::Problem;
 use shared::outbound::{MAX_ERROR_BODY_CHARS, Outbound, OutboundErrorKind, OutboundSettings};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -14,12 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use shared::auth::{RefreshSettings, RefreshTokenStore, UserId};
 use shared::cache::{Cache, CacheSettings, CacheStatus, OutOfTime, Ttls};
 use shared::clients::{RedisSettings, RedisStore, RedisStoreError, Retry};
 use shared::config::EnvReader;
 use shared::deadline::Deadline;
-use shared::tokens::UserId;
-use shared::tokens::refresh::{RefreshSettings, RefreshTokenStore};
 use testkit::{Redis, RedisMode};
 
 fn settings_for(redis: &Redis) -> RedisSettings {

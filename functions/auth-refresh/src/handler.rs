@@ -3,7 +3,7 @@
 //! Contract (API Gateway HTTP API, payload 2.0):
 //! - `POST /auth/refresh`: token from the body `{"refreshToken": "..."}` if it has one, else from
 //!   the `refresh_token` cookie → 200 `{accessToken, tokenType, expiresIn, refreshToken}` and the
-//!   rotated cookie. Any token that cannot be used → the one 401 of `shared::api`.
+//!   rotated cookie. Any token that cannot be used → the one 401 of `shared::http`.
 //! - `POST /auth/logout`: revokes the token's session → 204 and a cleared cookie, also when the
 //!   token was already useless (RFC 7009 §2.2: there is nothing a client could do with an error).
 //!   No token at all → 401.
@@ -16,10 +16,10 @@ use std::sync::Arc;
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
-use shared::api::{self, Cors, Problem};
+use shared::auth::access::AccessTokens;
+use shared::auth::{self, RefreshError, RefreshTokenStore, Rejection, Session, Sessions};
 use shared::clients::{RedisStore, RedisStoreError};
-use shared::tokens::access::AccessTokens;
-use shared::tokens::{RefreshError, RefreshTokenStore, Rejection, Session, Sessions};
+use shared::http::{self, Cors, Problem, Route, Routes};
 
 use crate::settings::Settings;
 
@@ -28,7 +28,6 @@ pub const COOKIE: &str = "refresh_token";
 pub const COOKIE_PATH: &str = "/auth";
 /// A token body is ~150 bytes; anything far larger is not one.
 pub const MAX_BODY_BYTES: usize = 4096;
-const ALLOWED: &str = "POST, OPTIONS";
 
 /// Built once per execution environment.
 #[derive(Clone, Debug)]
@@ -45,18 +44,37 @@ impl State {
     }
 }
 
-pub async fn handle(state: &State, req: Request) -> Response<Body> {
-    api::respond(&state.cors, req, |req| route(state, req)).await
+impl shared::runtime::Function for State {
+    type Settings = Settings;
+
+    async fn init(settings: &Settings) -> Result<Self, lambda_http::Error> {
+        Ok(Self::new(settings)?)
+    }
 }
 
+pub async fn handle(state: &State, req: Request) -> Response<Body> {
+    http::respond(&state.cors, req, |req| route(state, req)).await
+}
+
+/// What auth-refresh serves (`template.yaml` declares the same routes; `tools/e2e` checks it).
+#[derive(Clone, Copy, Debug)]
+pub enum Op {
+    Refresh,
+    Logout,
+    LogoutAll,
+}
+
+pub const ROUTES: Routes<Op> = Routes(&[
+    Route { method: Method::POST, path: "/auth/refresh", op: Op::Refresh },
+    Route { method: Method::POST, path: "/auth/logout", op: Op::Logout },
+    Route { method: Method::POST, path: "/auth/logout-all", op: Op::LogoutAll },
+]);
+
 async fn route(state: &State, req: Request) -> Result<Response<Body>, Problem> {
-    let is_post = req.method() == Method::POST;
-    match api::path_segments(&req).as_slice() {
-        [.., "auth", "refresh"] if is_post => refresh(state, &req).await,
-        [.., "auth", "logout"] if is_post => logout(state, &req).await,
-        [.., "auth", "logout-all"] if is_post => logout_all(state, &req).await,
-        [.., "auth", "refresh" | "logout" | "logout-all"] => Err(Problem::method_not_allowed(ALLOWED)),
-        _ => Err(Problem::not_found("no such route")),
+    match ROUTES.find(&req)?.op {
+        Op::Refresh => refresh(state, &req).await,
+        Op::Logout => logout(state, &req).await,
+        Op::LogoutAll => logout_all(state, &req).await,
     }
 }
 
@@ -80,13 +98,13 @@ struct TokenResponse<'a> {
 /// The refresh token of the request: the body's when it has one (API clients), else the cookie's
 /// (browsers). An empty body is no body, whatever its content type says.
 fn presented_token(req: &Request) -> Result<Option<String>, Problem> {
-    if !api::body_bytes(req).iter().all(u8::is_ascii_whitespace) {
-        let body: TokenBody = api::json_body(req, MAX_BODY_BYTES)?;
+    if !http::body_bytes(req).iter().all(u8::is_ascii_whitespace) {
+        let body: TokenBody = http::json_body(req, MAX_BODY_BYTES)?;
         if let Some(token) = body.refresh_token.filter(|t| !t.is_empty()) {
             return Ok(Some(token));
         }
     }
-    Ok(api::cookie(req, COOKIE).filter(|t| !t.is_empty()).map(str::to_owned))
+    Ok(http::cookie(req, COOKIE).filter(|t| !t.is_empty()).map(str::to_owned))
 }
 
 fn missing() -> Problem {
@@ -112,9 +130,9 @@ fn session_response(session: &Session) -> Response<Body> {
         expires_in: session.access_expires_in.as_secs(),
         refresh_token: session.refresh_token.expose(),
     };
-    let mut response = api::json(StatusCode::OK, &body);
+    let mut response = http::json(StatusCode::OK, &body);
     no_store(&mut response);
-    api::set_cookie(
+    http::set_cookie(
         &mut response,
         COOKIE,
         session.refresh_token.expose(),
@@ -125,9 +143,9 @@ fn session_response(session: &Session) -> Response<Body> {
 }
 
 fn signed_out() -> Response<Body> {
-    let mut response = api::empty(StatusCode::NO_CONTENT);
+    let mut response = http::empty(StatusCode::NO_CONTENT);
     no_store(&mut response);
-    api::set_cookie(&mut response, COOKIE, "", COOKIE_PATH, 0);
+    http::set_cookie(&mut response, COOKIE, "", COOKIE_PATH, 0);
     response
 }
 
@@ -139,9 +157,7 @@ async fn logout(state: &State, req: &Request) -> Result<Response<Body>, Problem>
 }
 
 async fn logout_all(state: &State, req: &Request) -> Result<Response<Body>, Problem> {
-    let claims = api::authenticate(state.sessions.access_tokens(), req)?;
-    // `authenticate` only accepts tokens whose subject is a valid user id; this is belt and braces.
-    let user = claims.user_id().map_err(|_| api::unauthorized("invalid_token", "the access token is invalid"))?;
+    let user = auth::bearer_user(state.sessions.access_tokens(), req)?;
     let revoked = state.sessions.end_all(&user).await?;
     tracing::info!(user = %user, revoked, "logout from every session");
     Ok(signed_out())

@@ -1,10 +1,10 @@
 //! auth-refresh configuration, from the environment. One error names every bad variable.
 
-use shared::api::Cors;
+use shared::auth::RefreshSettings;
+use shared::auth::access::AccessTokenSettings;
 use shared::clients::RedisSettings;
-use shared::config::{ConfigError, EnvReader};
-use shared::tokens::RefreshSettings;
-use shared::tokens::access::AccessTokenSettings;
+use shared::config::{ConfigError, EnvReader, FromEnv};
+use shared::http::Cors;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -16,8 +16,8 @@ pub struct Settings {
     pub refresh: RefreshSettings,
 }
 
-impl Settings {
-    pub fn from_env(mut env: EnvReader<'_>) -> Result<Self, ConfigError> {
+impl FromEnv for Settings {
+    fn from_env(mut env: EnvReader<'_>) -> Result<Self, ConfigError> {
         let settings = Settings {
             redis: RedisSettings::from_env(&mut env),
             cors: Cors::from_env(&mut env, "POST,OPTIONS"),

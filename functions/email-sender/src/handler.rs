@@ -25,8 +25,8 @@ use futures::StreamExt;
 use shared::clients::AwsClients;
 use shared::deadline::Deadline;
 use shared::email::transport::{self, SendOptions, Transport};
+use shared::email::{EmailAddress, EmailJob};
 use shared::email::{FailureKind, Templates};
-use shared::email_jobs::{EmailAddress, EmailJob};
 use shared::idempotency::{Claim, IdempotencyStore};
 
 use crate::settings::Settings;
@@ -85,6 +85,14 @@ impl State {
             from: settings.email.from.clone(),
             concurrency: settings.concurrency.max(1),
         })
+    }
+}
+
+impl shared::runtime::Function for State {
+    type Settings = Settings;
+
+    async fn init(settings: &Settings) -> Result<Self, lambda_runtime::Error> {
+        Ok(Self::new(settings, &AwsClients::load(false).await)?)
     }
 }
 

@@ -1,6 +1,6 @@
 //! email-sender configuration, from the environment.
 
-use shared::config::{ConfigError, EnvReader};
+use shared::config::{ConfigError, EnvReader, FromEnv};
 use shared::email::EmailSettings;
 use shared::idempotency::IdempotencySettings;
 
@@ -15,8 +15,8 @@ pub struct Settings {
     pub concurrency: usize,
 }
 
-impl Settings {
-    pub fn from_env(mut env: EnvReader<'_>) -> Result<Self, ConfigError> {
+impl FromEnv for Settings {
+    fn from_env(mut env: EnvReader<'_>) -> Result<Self, ConfigError> {
         let settings = Settings {
             email: EmailSettings::from_env(&mut env),
             idempotency: IdempotencySettings::from_env(&mut env),

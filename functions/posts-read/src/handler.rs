@@ -1,17 +1,16 @@
 //! Request in, typed query, cached read, response out.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use lambda_http::http::{HeaderName, HeaderValue, StatusCode};
+use lambda_http::http::{HeaderName, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
-use shared::api::{self, Cors, Problem};
-use shared::cache::{Cache, CacheStatus};
-use shared::cached_posts::CachedPosts;
-use shared::clients::{AwsClients, RedisStore};
+use shared::cache::CacheStatus;
+use shared::clients::AwsClients;
 use shared::deadline::Deadline;
-use shared::post_cursor::{Cursors, PUBLISHED_LIST};
-use shared::posts::{PostId, PostsRepo};
+use shared::http::{self, Cors, Problem, Route, Routes};
+use shared::posts::CachedPosts;
+use shared::posts::PostId;
+use shared::posts::{Cursors, PUBLISHED_LIST};
 
 use crate::settings::Settings;
 
@@ -35,22 +34,26 @@ pub struct State {
 
 impl State {
     pub fn new(settings: &Settings, aws: &AwsClients) -> Result<Self, shared::clients::RedisStoreError> {
-        let redis = Arc::new(RedisStore::new(settings.redis.clone())?);
         Ok(Self {
-            posts: CachedPosts::new(
-                PostsRepo::new(aws.dynamodb.clone(), &settings.posts_table),
-                Cache::new(redis, settings.cache),
-            ),
+            posts: CachedPosts::connect(&settings.posts, aws.dynamodb.clone())?,
             cursors: settings.cursors.clone(),
             cors: settings.cors.clone(),
         })
     }
 }
 
+impl shared::runtime::Function for State {
+    type Settings = Settings;
+
+    async fn init(settings: &Settings) -> Result<Self, lambda_http::Error> {
+        Ok(Self::new(settings, &AwsClients::load(false).await)?)
+    }
+}
+
 /// Every answer carries `x-cache`: `hit` only when the body came from the cache, `miss` for
 /// everything else (a 404 read from DynamoDB, a refused request, a 503).
 pub async fn handle(state: &State, req: Request) -> Response<Body> {
-    let mut response = api::respond(&state.cors, req, |req| route(state, req)).await;
+    let mut response = http::respond(&state.cors, req, |req| route(state, req)).await;
     if !response.headers().contains_key("x-cache") {
         response.headers_mut().insert("x-cache", HeaderValue::from_static(CacheStatus::Miss.as_str()));
     }
@@ -64,14 +67,24 @@ fn deadline(req: &Request) -> Deadline {
     }
 }
 
+/// What posts-read serves (`template.yaml` declares the same routes; `tools/e2e` checks it).
+#[derive(Clone, Copy, Debug)]
+pub enum Op {
+    List,
+    Get,
+}
+
+pub const ROUTES: Routes<Op> = Routes(&[
+    Route { method: Method::GET, path: "/posts", op: Op::List },
+    Route { method: Method::GET, path: "/posts/{id}", op: Op::Get },
+]);
+
 async fn route(state: &State, req: Request) -> Result<Response<Body>, Problem> {
-    let segments = api::path_segments(&req);
-    let is_get = req.method() == lambda_http::http::Method::GET;
-    match segments.as_slice() {
-        [.., "posts", id] if is_get => get_post(state, id, deadline(&req)).await,
-        [.., "posts"] if is_get => list_posts(state, &req).await,
-        [.., "posts", _] | [.., "posts"] => Err(Problem::method_not_allowed("GET, OPTIONS")),
-        _ => Err(Problem::not_found("no such route")),
+    let matched = ROUTES.find(&req)?;
+    match (matched.op, matched.params.as_slice()) {
+        (Op::Get, [id]) => get_post(state, id, deadline(&req)).await,
+        (Op::List, _) => list_posts(state, &req).await,
+        (Op::Get, _) => Err(Problem::not_found("no such route")),
     }
 }
 
@@ -79,7 +92,7 @@ async fn get_post(state: &State, raw_id: &str, deadline: Deadline) -> Result<Res
     let id = PostId::parse(raw_id)?;
     let (post, status) = state.posts.published_post(&id, deadline).await?;
     match post {
-        Some(post) => Ok(with_cache_status(api::json(StatusCode::OK, &post), status)),
+        Some(post) => Ok(with_cache_status(http::json(StatusCode::OK, &post), status)),
         // The 404 says whether the absence itself came from the cache.
         None => Err(Problem::not_found(format!("post {id} does not exist"))
             .with_header(HeaderName::from_static("x-cache"), HeaderValue::from_static(status.as_str()))),
@@ -95,7 +108,7 @@ fn limit_param(req: &Request) -> Result<u32, Problem> {
         )
         .with_extra(serde_json::json!({ "parameter": "limit", "allowed": ALLOWED_LIMITS }))
     };
-    match api::query_param(req, "limit")? {
+    match http::query_param(req, "limit")? {
         None => Ok(DEFAULT_LIMIT),
         Some(raw) => raw.parse::<u32>().ok().filter(|l| ALLOWED_LIMITS.contains(l)).ok_or_else(invalid),
     }
@@ -103,8 +116,8 @@ fn limit_param(req: &Request) -> Result<u32, Problem> {
 
 async fn list_posts(state: &State, req: &Request) -> Result<Response<Body>, Problem> {
     let limit = limit_param(req)?;
-    let cursor = api::query_param(req, "cursor")?;
-    let has_page = api::query_param(req, "page")?.is_some();
+    let cursor = http::query_param(req, "cursor")?;
+    let has_page = http::query_param(req, "page")?.is_some();
     let deadline = deadline(req);
     let (page, status) = match cursor {
         Some(_) if has_page => {
@@ -121,7 +134,7 @@ async fn list_posts(state: &State, req: &Request) -> Result<Response<Body>, Prob
         }
         None => {
             let max_page = MAX_PAGE_ITEMS / limit;
-            let page = match api::query_param(req, "page")? {
+            let page = match http::query_param(req, "page")? {
                 None => 1,
                 Some(raw) => raw.parse::<u64>().ok().filter(|p| *p >= 1).ok_or_else(|| {
                     Problem::bad_request(
@@ -147,7 +160,7 @@ async fn list_posts(state: &State, req: &Request) -> Result<Response<Body>, Prob
             state.posts.page_by_number(&state.cursors, page, limit, deadline).await?
         }
     };
-    Ok(with_cache_status(api::json(StatusCode::OK, &page), status))
+    Ok(with_cache_status(http::json(StatusCode::OK, &page), status))
 }
 
 fn with_cache_status(mut response: Response<Body>, status: CacheStatus) -> Response<Body> {

@@ -11,13 +11,15 @@ use std::time::Duration;
 use lambda_http::{Body, Request, Response};
 use posts_read::handler::{State, handle};
 use posts_read::settings::Settings;
+use shared::auth::UserId;
 use shared::cache::{Cache, CacheSettings};
-use shared::cached_posts::{CachedPosts, LIST_GENERATION_KEY, numbered_page_key};
 use shared::clients::{RedisSettings, RedisStore};
+use shared::clock::timestamp_now;
+use shared::config::FromEnv;
 use shared::deadline::Deadline;
-use shared::post_writes::{NewPost, PostWriter};
-use shared::posts::{Post, PostChanges, PostId, PostsRepo, timestamp_now};
-use shared::tokens::UserId;
+use shared::posts::{CachedPosts, LIST_GENERATION_KEY, numbered_page_key};
+use shared::posts::{NewPost, PostWriter};
+use shared::posts::{Post, PostChanges, PostId, PostsRepo};
 use testkit::{DynamoMeter, Provisioned, Redis, RedisMode};
 
 const ORIGIN: &str = "https://app.example.com";
@@ -45,10 +47,10 @@ async fn fixture(mode: RedisMode) -> Fixture {
     assert!(mode.cluster(), "this suite is for cluster modes; posts_read.rs covers one server");
     env.extend(redis.env().into_iter().map(|(k, v)| (k.to_owned(), v)));
     let settings = Settings::from_env(testkit::env_reader(env.clone())).expect("settings");
-    assert_eq!(settings.redis.url.starts_with("rediss://"), mode.tls());
+    assert_eq!(settings.posts.redis.url.starts_with("rediss://"), mode.tls());
     let meter = DynamoMeter::start(&testkit::aws_endpoint()).await;
     let state = State::new(&settings, &testkit::aws_clients_at(&meter.endpoint).await).expect("state");
-    let repo = PostsRepo::new(testkit::aws_clients().await.dynamodb, &settings.posts_table);
+    let repo = PostsRepo::new(testkit::aws_clients().await.dynamodb, &settings.posts.table);
     Fixture { state, settings, repo, meter, redis, env, _provisioned: provisioned }
 }
 

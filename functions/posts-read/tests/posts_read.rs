@@ -2,6 +2,7 @@
 //! reads are counted by `testkit::DynamoMeter`, a proxy between the handler's client and moto,
 //! never by the code under test.
 
+use shared::config::FromEnv;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,13 +10,14 @@ use std::time::{Duration, Instant};
 use lambda_http::{Body, Request, Response};
 use posts_read::handler::{State, handle};
 use posts_read::settings::Settings;
+use shared::auth::UserId;
 use shared::cache::{Cache, CacheSettings};
-use shared::cached_posts::{CachedPosts, numbered_page_key};
 use shared::clients::{RedisSettings, RedisStore};
+use shared::clock::timestamp_now;
 use shared::deadline::Deadline;
-use shared::post_writes::{NewPost, PostWriter};
-use shared::posts::{Post, PostId, PostsRepo, timestamp_now};
-use shared::tokens::UserId;
+use shared::posts::{CachedPosts, numbered_page_key};
+use shared::posts::{NewPost, PostWriter};
+use shared::posts::{Post, PostId, PostsRepo};
 use testkit::{DynamoMeter, Provisioned, RedisServer};
 
 const ORIGIN: &str = "https://app.example.com";
@@ -49,7 +51,7 @@ async fn fixture() -> Fixture {
     let meter = DynamoMeter::start(&testkit::aws_endpoint()).await;
     let metered = testkit::aws_clients_at(&meter.endpoint).await;
     let state = State::new(&settings, &metered).expect("state");
-    let repo = PostsRepo::new(testkit::aws_clients().await.dynamodb, &settings.posts_table);
+    let repo = PostsRepo::new(testkit::aws_clients().await.dynamodb, &settings.posts.table);
     Fixture { state, settings, repo, meter, redis, env, _provisioned: provisioned }
 }
 
@@ -233,9 +235,9 @@ async fn bad_ids_limits_pages_and_cursors_are_precise_400_problems() {
     assert_eq!(handle(&f.state, get(&format!("/posts?limit=10&cursor={cursor}"))).await.status(), 200);
 
     let (payload, tag) = cursor.split_once('.').unwrap();
-    let other_key = shared::post_cursor::Cursors::new(shared::config::Secret::new("another-key-0123456789-0123456789"));
+    let other_key = shared::posts::Cursors::new(shared::config::Secret::new("another-key-0123456789-0123456789"));
     let position = shared::posts::FeedPosition { created_at: at(0), id: PostId::parse("p0").unwrap() };
-    let forged_elsewhere = other_key.issue(shared::post_cursor::PUBLISHED_LIST, 10, &position);
+    let forged_elsewhere = other_key.issue(shared::posts::PUBLISHED_LIST, 10, &position);
     let mut flipped = payload.as_bytes().to_vec();
     flipped[3] = if flipped[3] == b'A' { b'B' } else { b'A' };
     let altered = format!("{}.{tag}", String::from_utf8(flipped).unwrap());
@@ -485,7 +487,7 @@ async fn a_waiter_out_of_time_answers_503_without_reading() {
     assert_eq!(held.unwrap().1, shared::cache::CacheStatus::Miss);
     let err = waited.unwrap_err();
     assert!(matches!(err, shared::posts::PostsError::OutOfTime(_)), "{err:?}");
-    let problem = shared::api::Problem::from(err);
+    let problem = shared::http::Problem::from(err);
     assert_eq!((problem.status.as_u16(), problem.kind), (503, "unavailable"));
     assert_eq!(f.meter.take().queries, 1, "the waiter read nothing");
     assert_eq!(x_cache(&handle(&f.state, get("/posts?limit=10")).await), "hit");

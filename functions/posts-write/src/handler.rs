@@ -1,17 +1,12 @@
 //! Request in, authenticated author and validated input, conditional write, response out.
 
-use std::sync::Arc;
-
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
-use shared::api::{self, Cors, Problem};
-use shared::cache::Cache;
-use shared::cached_posts::CachedPosts;
-use shared::clients::{AwsClients, RedisStore, RedisStoreError};
+use shared::auth::{self, AccessTokens, UserId};
+use shared::clients::{AwsClients, RedisStoreError};
 use shared::deadline::Deadline;
-use shared::post_writes::{NewPost, PostWriter, parse_changes};
-use shared::posts::{Post, PostId, PostsRepo};
-use shared::tokens::{AccessTokens, UserId};
+use shared::http::{self, Cors, Problem, Route, Routes};
+use shared::posts::{CachedPosts, NewPost, Post, PostId, PostWriter, parse_changes};
 
 use crate::settings::Settings;
 
@@ -30,11 +25,7 @@ pub struct State {
 
 impl State {
     pub fn new(settings: &Settings, aws: &AwsClients) -> Result<Self, RedisStoreError> {
-        let redis = Arc::new(RedisStore::new(settings.redis.clone())?);
-        let posts = CachedPosts::new(
-            PostsRepo::new(aws.dynamodb.clone(), &settings.posts_table),
-            Cache::new(redis, settings.cache),
-        );
+        let posts = CachedPosts::connect(&settings.posts, aws.dynamodb.clone())?;
         Ok(Self {
             writer: PostWriter::new(posts, settings.index_wait),
             tokens: AccessTokens::new(&settings.access_tokens),
@@ -43,28 +34,46 @@ impl State {
     }
 }
 
-pub async fn handle(state: &State, req: Request) -> Response<Body> {
-    api::respond(&state.cors, req, |req| route(state, req)).await
+impl shared::runtime::Function for State {
+    type Settings = Settings;
+
+    async fn init(settings: &Settings) -> Result<Self, lambda_http::Error> {
+        Ok(Self::new(settings, &AwsClients::load(false).await)?)
+    }
 }
 
+pub async fn handle(state: &State, req: Request) -> Response<Body> {
+    http::respond(&state.cors, req, |req| route(state, req)).await
+}
+
+/// What posts-write serves (`template.yaml` declares the same routes; `tools/e2e` checks it).
+#[derive(Clone, Copy, Debug)]
+pub enum Op {
+    Create,
+    Update,
+    Delete,
+}
+
+pub const ROUTES: Routes<Op> = Routes(&[
+    Route { method: Method::POST, path: "/posts", op: Op::Create },
+    Route { method: Method::PATCH, path: "/posts/{id}", op: Op::Update },
+    Route { method: Method::DELETE, path: "/posts/{id}", op: Op::Delete },
+]);
+
 async fn route(state: &State, req: Request) -> Result<Response<Body>, Problem> {
-    let segments = api::path_segments(&req);
-    let method = req.method().clone();
-    match (segments.as_slice(), method) {
-        ([.., "posts", id], Method::PATCH) => update(state, &req, id).await,
-        ([.., "posts", id], Method::DELETE) => delete(state, &req, id).await,
-        ([.., "posts"], Method::POST) => create(state, &req).await,
-        ([.., "posts", _], _) => Err(Problem::method_not_allowed("PATCH, DELETE, OPTIONS")),
-        ([.., "posts"], _) => Err(Problem::method_not_allowed("POST, OPTIONS")),
-        _ => Err(Problem::not_found("no such route")),
+    let matched = ROUTES.find(&req)?;
+    match (matched.op, matched.params.as_slice()) {
+        (Op::Create, _) => create(state, &req).await,
+        (Op::Update, [id]) => update(state, &req, id).await,
+        (Op::Delete, [id]) => delete(state, &req, id).await,
+        (Op::Update | Op::Delete, _) => Err(Problem::not_found("no such route")),
     }
 }
 
 /// The authenticated author. Authentication comes before any look at the body or the id, so
 /// an anonymous caller learns nothing about either.
 fn author(state: &State, req: &Request) -> Result<UserId, Problem> {
-    let claims = api::authenticate(&state.tokens, req)?;
-    claims.user_id().map_err(|_| api::unauthorized("invalid_token", "the access token is invalid"))
+    auth::bearer_user(&state.tokens, req)
 }
 
 /// `If-Match: "7"` → `Some(7)`; absent or `*` → `None`.
@@ -101,10 +110,10 @@ fn with_etag(mut response: Response<Body>, post: &Post) -> Response<Body> {
 
 async fn create(state: &State, req: &Request) -> Result<Response<Body>, Problem> {
     let author = author(state, req)?;
-    let body: serde_json::Value = api::json_body(req, MAX_BODY_BYTES)?;
+    let body: serde_json::Value = http::json_body(req, MAX_BODY_BYTES)?;
     let new = NewPost::parse(&body)?;
     let post = state.writer.create(&author, new, deadline(req)).await?;
-    let mut response = with_etag(api::json(StatusCode::CREATED, &post), &post);
+    let mut response = with_etag(http::json(StatusCode::CREATED, &post), &post);
     if let Ok(location) = HeaderValue::from_str(&format!("/posts/{}", post.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -115,10 +124,10 @@ async fn update(state: &State, req: &Request, raw_id: &str) -> Result<Response<B
     let author = author(state, req)?;
     let id = PostId::parse(raw_id)?;
     let expected = if_match(req)?;
-    let body: serde_json::Value = api::json_body(req, MAX_BODY_BYTES)?;
+    let body: serde_json::Value = http::json_body(req, MAX_BODY_BYTES)?;
     let changes = parse_changes(&body)?;
     let post = state.writer.update(&author, &id, expected, &changes, deadline(req)).await?;
-    Ok(with_etag(api::json(StatusCode::OK, &post), &post))
+    Ok(with_etag(http::json(StatusCode::OK, &post), &post))
 }
 
 async fn delete(state: &State, req: &Request, raw_id: &str) -> Result<Response<Body>, Problem> {
@@ -126,5 +135,5 @@ async fn delete(state: &State, req: &Request, raw_id: &str) -> Result<Response<B
     let id = PostId::parse(raw_id)?;
     let expected = if_match(req)?;
     state.writer.delete(&author, &id, expected, deadline(req)).await?;
-    Ok(api::empty(StatusCode::NO_CONTENT))
+    Ok(http::empty(StatusCode::NO_CONTENT))
 }

@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
+use shared::auth::{AccessTokens, UserId};
 use shared::cache::{Cache, CacheSettings, CacheStatus};
-use shared::cached_posts::{CachedPosts, LIST_GENERATION_KEY, POST_TTLS, post_key};
 use shared::clients::{RedisSettings, RedisStore};
+use shared::config::FromEnv;
 use shared::deadline::Deadline;
+use shared::posts::{CachedPosts, LIST_GENERATION_KEY, POST_TTLS, post_key};
 use shared::posts::{Post, PostId, PostsRepo};
-use shared::tokens::{AccessTokens, UserId};
 use testkit::{Provisioned, Redis, RedisMode};
 
 const SECRET: &str = "test-only-jwt-secret-0123456789abcdef";
@@ -47,13 +48,13 @@ async fn fixture(mode: RedisMode) -> Fixture {
     let env = with_redis("posts-write");
     let aws = testkit::aws_clients().await;
     let write_settings = posts_write::settings::Settings::from_env(testkit::env_reader(env.clone())).unwrap();
-    assert_eq!(write_settings.redis.url.starts_with("rediss://"), mode.tls());
+    assert_eq!(write_settings.posts.redis.url.starts_with("rediss://"), mode.tls());
     let read_settings =
         posts_read::settings::Settings::from_env(testkit::env_reader(with_redis("posts-read"))).unwrap();
     Fixture {
         write: posts_write::handler::State::new(&write_settings, &aws).unwrap(),
         read: posts_read::handler::State::new(&read_settings, &aws).unwrap(),
-        repo: PostsRepo::new(aws.dynamodb.clone(), &write_settings.posts_table),
+        repo: PostsRepo::new(aws.dynamodb.clone(), &write_settings.posts.table),
         tokens: AccessTokens::new(&write_settings.access_tokens),
         env,
         redis,

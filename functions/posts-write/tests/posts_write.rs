@@ -2,18 +2,20 @@
 //! writes are visible on the next read, the author rule, conditional writes, the stale-fill race
 //! and the stampede guard.
 
+use shared::config::FromEnv;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
+use shared::auth::{AccessTokens, UserId};
 use shared::cache::{Cache, CacheSettings, CacheStatus};
-use shared::cached_posts::{CachedPosts, LIST_GENERATION_KEY, POST_TTLS, post_key};
 use shared::clients::{RedisSettings, RedisStore};
+use shared::clock::timestamp_now;
 use shared::config::EnvReader;
 use shared::deadline::Deadline;
-use shared::posts::{Post, PostId, PostsRepo, timestamp_now};
-use shared::tokens::{AccessTokens, UserId};
+use shared::posts::{CachedPosts, LIST_GENERATION_KEY, POST_TTLS, post_key};
+use shared::posts::{Post, PostId, PostsRepo};
 use testkit::{Provisioned, RedisServer};
 
 const SECRET: &str = "test-only-jwt-secret-0123456789abcdef";
@@ -53,7 +55,7 @@ async fn fixture_on(endpoint: &str) -> Fixture {
     Fixture {
         write: posts_write::handler::State::new(&write_settings, &aws).unwrap(),
         read: posts_read::handler::State::new(&read_settings, &aws).unwrap(),
-        repo: PostsRepo::new(aws.dynamodb.clone(), &write_settings.posts_table),
+        repo: PostsRepo::new(aws.dynamodb.clone(), &write_settings.posts.table),
         env,
         tokens,
         redis,
@@ -176,7 +178,7 @@ async fn bad_input_gets_precise_problems() {
             "POST",
             "/posts",
             Some("u"),
-            Some(json!({"title": "t", "body": "x".repeat(shared::post_writes::BODY_MAX_BYTES + 1)})),
+            Some(json!({"title": "t", "body": "x".repeat(shared::posts::BODY_MAX_BYTES + 1)})),
         )
         .await;
     assert_eq!(r.status(), 400, "over 50 KB of body text is a field error");

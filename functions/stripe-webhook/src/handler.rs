@@ -19,14 +19,16 @@ use std::time::Duration;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
-use shared::api::{self, Problem};
 use shared::clients::AwsClients;
+use shared::clock::now_ms;
 use shared::deadline::Deadline;
-use shared::email_jobs::{EmailAddress, EmailJob, EmailQueue, LineItem, OrderConfirmation};
-use shared::idempotency::{Claim, IdempotencyStore, now_ms};
-use shared::orders::{CancelSubscription, MarkPaid, Order, OrderId, OrdersRepo, Payment, SubscriptionsRepo};
-use shared::stripe::{Event, Handled, PaymentIntent, SIGNATURE_HEADER, SignatureError, Subscription, Verifier};
+use shared::email::{EmailAddress, EmailJob, EmailQueue, LineItem, OrderConfirmation};
+use shared::http::{self, Problem};
+use shared::idempotency::{Claim, IdempotencyStore};
+use shared::payments::{CancelSubscription, MarkPaid, Order, OrderId, OrdersRepo, Payment, SubscriptionsRepo};
+use shared::payments::{Event, Handled, PaymentIntent, SIGNATURE_HEADER, SignatureError, Subscription, Verifier};
 
+use crate::error::WebhookError;
 use crate::settings::Settings;
 
 /// Largest body accepted: Stripe's events are a few KB; a body this size is not one of them.
@@ -56,27 +58,36 @@ impl State {
     }
 }
 
+impl shared::runtime::Function for State {
+    type Settings = Settings;
+
+    async fn init(settings: &Settings) -> Result<Self, lambda_http::Error> {
+        Ok(Self::new(settings, &AwsClients::load(false).await))
+    }
+}
+
 pub async fn handle(state: &State, req: Request) -> Response<Body> {
-    deliver(state, &req).await.unwrap_or_else(|p| p.to_response())
+    deliver(state, &req).await.unwrap_or_else(|e| Problem::from(e).to_response())
 }
 
 fn received(duplicate: bool) -> Response<Body> {
     let body = if duplicate { json!({"received": true, "duplicate": true}) } else { json!({"received": true}) };
-    api::json(StatusCode::OK, &body)
+    http::json(StatusCode::OK, &body)
 }
 
-async fn deliver(state: &State, req: &Request) -> Result<Response<Body>, Problem> {
+async fn deliver(state: &State, req: &Request) -> Result<Response<Body>, WebhookError> {
     if req.method() != Method::POST {
-        return Err(Problem::method_not_allowed("POST"));
+        return Err(Problem::method_not_allowed("POST").into());
     }
-    let body = api::body_bytes(req);
+    let body = http::body_bytes(req);
     if body.len() > MAX_BODY_BYTES {
         return Err(Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body-too-large",
             "Request body too large",
             format!("the body is {} bytes; the limit is {MAX_BODY_BYTES}", body.len()),
-        ));
+        )
+        .into());
     }
     let header = match req.headers().get(SIGNATURE_HEADER) {
         None => None,
@@ -101,7 +112,7 @@ async fn deliver(state: &State, req: &Request) -> Result<Response<Body>, Problem
 }
 
 /// Claim, effects, complete or release.
-async fn process(state: &State, event: &Event, deadline_ms: i64) -> Result<Response<Body>, Problem> {
+async fn process(state: &State, event: &Event, deadline_ms: i64) -> Result<Response<Body>, WebhookError> {
     let (id, kind) = (event.id.as_str(), event.kind.as_str());
     let handled = event.handled()?;
     if handled == Handled::Ignored {
@@ -129,18 +140,17 @@ async fn process(state: &State, event: &Event, deadline_ms: i64) -> Result<Respo
             tracing::info!(event_id = id, event_type = kind, "event processed");
             Ok(received(false))
         }
-        Err(problem) => {
+        Err(failure) => {
             if let Err(e) = state.idempotency.release(&claim).await {
                 tracing::error!(event_id = id, error = %e, "could not release the claim; it lapses at its deadline");
             }
-            let status = problem.status.as_u16();
-            tracing::warn!(event_id = id, event_type = kind, status, "processing failed; claim released for a retry");
-            Err(problem)
+            tracing::warn!(event_id = id, event_type = kind, "processing failed; claim released for a retry");
+            Err(failure)
         }
     }
 }
 
-async fn apply(state: &State, event: &Event, handled: Handled) -> Result<(), Problem> {
+async fn apply(state: &State, event: &Event, handled: Handled) -> Result<(), WebhookError> {
     match handled {
         Handled::PaymentSucceeded(intent) => payment_succeeded(state, &intent).await,
         Handled::SubscriptionDeleted(subscription) => subscription_deleted(state, event, &subscription).await,
@@ -148,7 +158,7 @@ async fn apply(state: &State, event: &Event, handled: Handled) -> Result<(), Pro
     }
 }
 
-async fn payment_succeeded(state: &State, intent: &PaymentIntent) -> Result<(), Problem> {
+async fn payment_succeeded(state: &State, intent: &PaymentIntent) -> Result<(), WebhookError> {
     let Some(raw_id) = intent.order_id() else {
         tracing::warn!(payment_intent = %intent.id, "payment has no metadata.orderId; acknowledged");
         return Ok(());
@@ -197,7 +207,7 @@ async fn payment_succeeded(state: &State, intent: &PaymentIntent) -> Result<(), 
     queue_confirmation(state, &order).await
 }
 
-async fn queue_confirmation(state: &State, order: &Order) -> Result<(), Problem> {
+async fn queue_confirmation(state: &State, order: &Order) -> Result<(), WebhookError> {
     let Ok(to) = EmailAddress::parse(&order.email) else {
         tracing::error!(order_id = %order.id, "order has an invalid email address; no confirmation sent");
         return Ok(());
@@ -214,14 +224,14 @@ async fn queue_confirmation(state: &State, order: &Order) -> Result<(), Problem>
     };
     let job = EmailJob::order_confirmation(to, data).map_err(|e| {
         tracing::error!(error = %e, "could not build the confirmation job");
-        Problem::internal()
+        WebhookError::Internal
     })?;
     let message_id = state.email.send(&job).await?;
     tracing::info!(order_id = %order.id, message_id, key = %job.idempotency_key, "order confirmation queued");
     Ok(())
 }
 
-async fn subscription_deleted(state: &State, event: &Event, subscription: &Subscription) -> Result<(), Problem> {
+async fn subscription_deleted(state: &State, event: &Event, subscription: &Subscription) -> Result<(), WebhookError> {
     let at = subscription.canceled_at.or(subscription.ended_at).or(event.created);
     match state.subscriptions.cancel(&subscription.id, at).await? {
         CancelSubscription::Canceled => tracing::info!(subscription = %subscription.id, "subscription canceled"),

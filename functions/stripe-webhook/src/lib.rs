@@ -2,5 +2,6 @@
 //! then applies each event's effects exactly once (idempotency records in DynamoDB): an order paid
 //! and its confirmation email queued, or a subscription canceled.
 
+pub mod error;
 pub mod handler;
 pub mod settings;

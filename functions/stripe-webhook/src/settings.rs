@@ -1,8 +1,8 @@
 //! stripe-webhook configuration, from the environment.
 
-use shared::config::{ConfigError, EnvReader};
+use shared::config::{ConfigError, EnvReader, FromEnv};
 use shared::idempotency::IdempotencySettings;
-use shared::stripe::VerifierSettings;
+use shared::payments::VerifierSettings;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -13,8 +13,8 @@ pub struct Settings {
     pub email_queue_url: String,
 }
 
-impl Settings {
-    pub fn from_env(mut env: EnvReader<'_>) -> Result<Self, ConfigError> {
+impl FromEnv for Settings {
+    fn from_env(mut env: EnvReader<'_>) -> Result<Self, ConfigError> {
         let settings = Settings {
             verifier: VerifierSettings::from_env(&mut env),
             idempotency: IdempotencySettings::from_env(&mut env),
@@ -33,11 +33,9 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn reader(vars: &[(&str, &str)]) -> EnvReader<'static> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        EnvReader::from_fn(move |k| map.get(k).cloned())
+        EnvReader::from_pairs(vars)
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! upload-presign configuration, from the environment.
 
-use shared::api::Cors;
-use shared::avatars::AvatarSettings;
-use shared::config::{ConfigError, EnvReader};
-use shared::storage::UploadSettings;
-use shared::tokens::access::AccessTokenSettings;
+use shared::auth::access::AccessTokenSettings;
+use shared::config::{ConfigError, EnvReader, FromEnv};
+use shared::http::Cors;
+use shared::uploads::AvatarSettings;
+use shared::uploads::UploadSettings;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -14,12 +14,12 @@ pub struct Settings {
     pub access_tokens: AccessTokenSettings,
 }
 
-impl Settings {
-    pub fn from_env(mut env: EnvReader<'_>) -> Result<Self, ConfigError> {
+impl FromEnv for Settings {
+    fn from_env(mut env: EnvReader<'_>) -> Result<Self, ConfigError> {
         let settings = Settings {
             uploads: UploadSettings::from_env(&mut env),
             avatars: AvatarSettings::from_env(&mut env),
-            cors: Cors::from_env(&mut env, shared::api::API_METHODS),
+            cors: Cors::from_env(&mut env, shared::http::API_METHODS),
             access_tokens: AccessTokenSettings::from_env(&mut env),
         };
         env.finish(settings)

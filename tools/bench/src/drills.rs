@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use lambda_harness::{Function, SpawnOptions};
 use serde_json::{Value, json};
 
-use crate::stack_env::with;
 use crate::stats::{ms, percentile};
+use testkit::stack_env::with;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 

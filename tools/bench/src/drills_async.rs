@@ -21,11 +21,11 @@ use hyper_util::rt::TokioIo;
 use lambda_harness::{Function, SpawnOptions};
 use serde_json::{Value, json};
 use shared::clients::AwsClients;
-use shared::email_jobs::{EmailAddress, EmailContent, EmailJob, EmailQueue, PasswordReset};
-use shared::orders::{Order, OrderId, OrderItem, OrderStatus, OrdersRepo};
+use shared::email::{EmailAddress, EmailContent, EmailJob, EmailQueue, PasswordReset};
+use shared::payments::{Order, OrderId, OrderItem, OrderStatus, OrdersRepo};
 
 use crate::drills::DrillResult;
-use crate::stack_env::{get, with};
+use testkit::stack_env::{get, with};
 
 /// Accepts TCP connections and never answers: a dependency that hangs.
 async fn black_hole() -> (u16, tokio::task::JoinHandle<()>) {
@@ -69,7 +69,7 @@ pub async fn webhook_killed_mid_event(bin_dir: &Path, env: &[(String, String)], 
             currency: "eur".into(),
             total: 2599,
             items: vec![OrderItem { name: "Drill".into(), quantity: 1, unit_amount: 2599 }],
-            created_at: shared::posts::timestamp_now(),
+            created_at: shared::clock::timestamp_now(),
             paid_at: None,
             payment_intent_id: None,
         })
@@ -84,7 +84,7 @@ pub async fn webhook_killed_mid_event(bin_dir: &Path, env: &[(String, String)], 
                  "currency": "eur", "status": "succeeded", "metadata": {"orderId": order_id}}}
     })
     .to_string();
-    let signature = shared::stripe::sign_header(
+    let signature = shared::payments::sign_header(
         get(env, "STRIPE_WEBHOOK_SECRET").split(',').next().unwrap_or(""),
         now_s(),
         body.as_bytes(),
@@ -362,8 +362,7 @@ pub async fn ses_outage(bin_dir: &Path, env: &[(String, String)]) -> DrillResult
     }
     let logs = f.stop().await.logs;
 
-    let data: Value =
-        reqwest::get(format!("{endpoint}/moto-api/data.json")).await.expect("moto").json().await.expect("json");
+    let data: Value = testkit::moto_data(&endpoint).await;
     let sent: Vec<String> = data["ses"]["Message"]
         .as_array()
         .into_iter()

@@ -18,8 +18,8 @@ use shared::posts::{Post, PostId, PostsRepo};
 use testkit::DynamoMeter;
 
 use crate::drills::DrillResult;
-use crate::stack_env::{get, with};
 use crate::stats::{ms, percentile};
+use testkit::stack_env::{get, with};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Posts seeded for these figures: enough for the deepest allowed page at every limit.

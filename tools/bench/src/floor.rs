@@ -272,7 +272,7 @@ pub async fn section(bin_dir: &Path, env: &[(String, String)], events: &Path, re
     rows.push(measure("posts-read, cache hit", &bin_dir.join("posts-read"), env, &hit, COLDS, 10_000).await);
     // The runtime before this change, for the comparison: with AWS_LAMBDA_MAX_CONCURRENCY above 1
     // the function runs a multi-threaded runtime (lambda_runtime's `run` still polls sequentially).
-    let multi = crate::stack_env::with(env, &[("AWS_LAMBDA_MAX_CONCURRENCY", "2".into())]);
+    let multi = testkit::stack_env::with(env, &[("AWS_LAMBDA_MAX_CONCURRENCY", "2".into())]);
     let label = "posts-read, cache hit, multi-threaded runtime (AWS_LAMBDA_MAX_CONCURRENCY=2)";
     rows.push(measure(label, &bin_dir.join("posts-read"), &multi, &hit, COLDS, WARM).await);
 

@@ -2,14 +2,12 @@
 //! local Runtime API of `lambda-harness`, environment included); figures go to BENCHMARKS.md and
 //! drill results to RELIABILITY.md, each with the command that produced it.
 
-mod corpus;
 mod drill_runs;
 mod drills;
 mod drills_async;
 mod drills_posts;
 mod floor;
 mod perf;
-mod stack_env;
 mod stats;
 
 use std::path::PathBuf;
@@ -45,16 +43,6 @@ enum Cmd {
         colds: usize,
         #[arg(long, default_value_t = 5000)]
         warm: usize,
-    },
-    /// The bad-input corpus against every HTTP function; exits 1 on any non-4xx, non-problem
-    /// answer or a panic.
-    Corpus {
-        #[arg(long)]
-        bin_dir: PathBuf,
-        #[arg(long)]
-        env_file: PathBuf,
-        #[arg(long, default_value = "events")]
-        events: PathBuf,
     },
 }
 
@@ -99,32 +87,6 @@ async fn main() {
                 "init {:?}, first response {:?}, CPU/invocation {:?}, p50 {:?}, p99 {:?}",
                 row.init, row.first_response, row.cpu_per_invocation, row.p50, row.p99
             );
-        }
-        Cmd::Corpus { bin_dir, env_file, events } => {
-            let env = lambda_harness::env::read_env_file(&env_file).expect("env file");
-            let bearer = stack_env::bearer(&env, "corpus-user");
-            let base = perf::read_event(&events, "posts-read/get-hit.json");
-            let (mut passed, mut failed) = (0usize, 0usize);
-            for function in ["posts-read", "posts-write", "auth-refresh", "upload-presign", "stripe-webhook"] {
-                let bin = bin_dir.join(function);
-                if !bin.exists() {
-                    eprintln!("corpus: {} is not built", bin.display());
-                    failed += 1;
-                    continue;
-                }
-                let cases = corpus::cases(function, &base, &bearer);
-                let (ok, failures) = corpus::run(&bin, &env, &cases).await;
-                println!("{function}: {ok}/{} hostile requests answered with a 4xx problem", cases.len());
-                for f in &failures {
-                    println!("  FAIL {function}: {f}");
-                }
-                passed += ok;
-                failed += failures.len();
-            }
-            println!("{passed} passed, {failed} failed");
-            if failed > 0 {
-                std::process::exit(1);
-            }
         }
         Cmd::Drill(args) => {
             let env = lambda_harness::env::read_env_file(&args.env_file).expect("env file");

@@ -108,8 +108,8 @@ const PNG_1X1: &[u8] = &[
 /// Warm latencies of `PUT /users/me/avatar`, each on an upload put into the bucket (by this
 /// process, with the stack's credentials) just before the invocation, so every one is a full record.
 async fn fresh_records(bin: &Path, env: &[(String, String)], events: &Path, n: usize) -> Vec<Duration> {
-    let aws = testkit::aws_clients_at(crate::stack_env::get(env, "AWS_ENDPOINT_URL")).await;
-    let bucket = crate::stack_env::get(env, "UPLOADS_BUCKET").to_owned();
+    let aws = testkit::aws_clients_at(testkit::stack_env::get(env, "AWS_ENDPOINT_URL")).await;
+    let bucket = testkit::stack_env::get(env, "UPLOADS_BUCKET").to_owned();
     let base = read_event(events, "upload-presign/record-avatar.json");
     let options = SpawnOptions { env: env.to_vec(), ..SpawnOptions::default() };
     let f = Function::start(bin, &options).await.expect("spawn");
@@ -160,7 +160,7 @@ async fn stampede(bin: &Path, env: &[(String, String)], event: &Value, redis_url
 
 pub async fn run(args: &Args) {
     let env = lambda_harness::env::read_env_file(&args.env_file).expect("env file");
-    let redis_url = crate::stack_env::get(&env, "REDIS_URL").to_owned();
+    let redis_url = testkit::stack_env::get(&env, "REDIS_URL").to_owned();
 
     let mut md = String::new();
     let date = time::OffsetDateTime::now_utc().date();
@@ -204,7 +204,7 @@ pub async fn run(args: &Args) {
          | --- | --- | --- | --- | --- | --- | --- |\n",
         args.warm_invocations
     ));
-    let bearer = crate::stack_env::bearer(&env, "bench-user");
+    let bearer = testkit::stack_env::bearer(&env, "bench-user");
     for (function, label, event) in targets(&args.events, &bearer) {
         let bin = args.bin_dir.join(function);
         if !bin.exists() {
@@ -370,13 +370,13 @@ fn stripe_verification_throughput() -> String {
     let secret = "whsec_bench_secret";
     let body = vec![b'x'; 2048];
     let now = 1_800_000_000;
-    let header = shared::stripe::sign_header(secret, now, &body);
+    let header = shared::payments::sign_header(secret, now, &body);
     let mut md = String::from(
         "## Stripe signature verification throughput\n\n| secrets configured | verifications/s | per verification |\n| --- | --- | --- |\n",
     );
     for secrets in [secret.to_owned(), format!("whsec_old_secret,{secret}")] {
         let mut env = shared::config::EnvReader::from_fn(|k| (k == "STRIPE_WEBHOOK_SECRET").then(|| secrets.clone()));
-        let verifier = shared::stripe::Verifier::new(&shared::stripe::VerifierSettings::from_env(&mut env));
+        let verifier = shared::payments::Verifier::new(&shared::payments::VerifierSettings::from_env(&mut env));
         let n = 200_000u32;
         let start = Instant::now();
         for _ in 0..n {

@@ -13,11 +13,11 @@ use aws_lambda_events::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName};
 use clap::{Parser, Subcommand};
+use shared::auth::access::AccessTokenSettings;
+use shared::auth::{AccessTokens, RefreshSettings, RefreshTokenStore, Sessions, UserId};
 use shared::clients::{AwsClients, RedisSettings, RedisStore, load_sdk_config};
 use shared::config::{EnvReader, exit_on_error};
 use shared::posts::{Post, PostId, PostsRepo};
-use shared::tokens::access::AccessTokenSettings;
-use shared::tokens::{AccessTokens, RefreshSettings, RefreshTokenStore, Sessions, UserId};
 
 #[derive(Parser)]
 #[command(name = "ops", about = "Operator tasks for the Rust serverless bundle")]
@@ -120,8 +120,8 @@ fn demo_uploads() -> [(&'static str, &'static [u8]); 2] {
 /// Demo posts one hour apart, newest last; every third is a draft, which readers never see.
 /// The pending order that `events/stripe-webhook/payment-succeeded.json` pays (2599 eur), so
 /// that under `make dev` the webhook leads to a real order confirmation email.
-fn demo_order() -> shared::orders::Order {
-    use shared::orders::{Order, OrderId, OrderItem, OrderStatus};
+fn demo_order() -> shared::payments::Order {
+    use shared::payments::{Order, OrderId, OrderItem, OrderStatus};
     Order {
         id: OrderId::parse("ord_demo_1").expect("valid order id"),
         status: OrderStatus::Pending,
@@ -132,7 +132,7 @@ fn demo_order() -> shared::orders::Order {
             OrderItem { name: "Rust mug".into(), quantity: 1, unit_amount: 1599 },
             OrderItem { name: "Sticker <b>pack</b>".into(), quantity: 2, unit_amount: 500 },
         ],
-        created_at: shared::posts::timestamp_now(),
+        created_at: shared::clock::timestamp_now(),
         paid_at: None,
         payment_intent_id: None,
     }
@@ -342,7 +342,7 @@ async fn main() {
             }
             let orders = match std::env::var("ORDERS_TABLE") {
                 Ok(orders_table) if !orders_table.is_empty() => {
-                    let orders = shared::orders::OrdersRepo::new(repo_client.clone(), orders_table);
+                    let orders = shared::payments::OrdersRepo::new(repo_client.clone(), orders_table);
                     if let Err(e) = orders.put(&demo_order()).await {
                         eprintln!("ops seed: {e}");
                         std::process::exit(1);
@@ -355,7 +355,7 @@ async fn main() {
                 && !table.is_empty()
             {
                 // The subscription events/stripe-webhook/subscription-deleted.json cancels.
-                let subscriptions = shared::orders::SubscriptionsRepo::new(repo_client.clone(), table);
+                let subscriptions = shared::payments::SubscriptionsRepo::new(repo_client.clone(), table);
                 if let Err(e) = subscriptions.put("sub_demo_1", "active", Some("cus_demo_1")).await {
                     eprintln!("ops seed: {e}");
                     std::process::exit(1);

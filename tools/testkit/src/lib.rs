@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 use shared::clients::AwsClients;
 
 pub mod dynamo_meter;
+pub mod http;
 pub mod redis_modes;
 pub mod redis_server;
 pub mod redis_tls;
 pub mod serial_moto;
+pub mod stack_env;
 pub use dynamo_meter::{DynamoMeter, Reads};
 pub use redis_modes::{Redis, RedisMode};
 pub use redis_server::{Persistence, RedisCluster, RedisServer};
@@ -186,4 +188,24 @@ pub fn provision_at(endpoint: &str, overrides: &[(&str, &str)]) -> Provisioned {
 /// An `EnvReader` over a map, for building a function's settings in a test.
 pub fn env_reader(vars: HashMap<String, String>) -> shared::config::EnvReader<'static> {
     shared::config::EnvReader::from_fn(move |k| vars.get(k).cloned())
+}
+
+/// Everything moto holds, from its `/moto-api/data.json`. Moto builds that dump by walking every
+/// backend while other tests keep writing to them, so a dump can fail ("dictionary changed size
+/// during iteration": a 500 that is not JSON); it is asked again, up to ten times.
+pub async fn moto_data(endpoint: &str) -> serde_json::Value {
+    let url = format!("{endpoint}/moto-api/data.json");
+    let mut last = String::new();
+    for _ in 0..10 {
+        match reqwest::get(&url).await {
+            Ok(r) if r.status().is_success() => match r.json().await {
+                Ok(v) => return v,
+                Err(e) => last = e.to_string(),
+            },
+            Ok(r) => last = format!("status {}", r.status()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("moto's data.json at {url} did not answer with JSON ten times; last: {last}")
 }

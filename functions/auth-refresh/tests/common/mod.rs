@@ -2,13 +2,14 @@
 //! `State` built from a plain environment map (no AWS needed), requests as API Gateway delivers
 //! them, and inspection of Redis from the outside through `redis-cli`.
 
+use shared::config::FromEnv;
 use std::collections::HashMap;
 use std::process::Command;
 
 use auth_refresh::handler::State;
 use auth_refresh::settings::Settings;
 use lambda_http::{Body, Request, Response};
-use shared::tokens::UserId;
+use shared::auth::UserId;
 use testkit::{RedisCluster, RedisServer};
 
 pub const ORIGIN: &str = "https://app.example.com";

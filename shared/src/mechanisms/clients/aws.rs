@@ -1,0 +1,144 @@
+//! One `aws_config` load shared by every AWS client.
+//!
+//! Endpoints are the SDK's own business: `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` point
+//! the clients at moto locally, and are unset in AWS. The only extra knob is S3 path-style
+//! addressing, which S3-compatible stores (moto, MinIO, Cloudflare R2 with some setups) need.
+//!
+//! The HTTP client is the SDK's own (hyper 1, rustls with aws-lc, proxy settings from the
+//! environment), with one change: it trusts the roots AWS endpoints chain to (Amazon Trust
+//! Services: Amazon Root CA 1–4 and Starfield Services Root CA G2) instead of the system bundle.
+//! Profiling init showed why: building the first client parses every PEM in the system store
+//! (the bundle file and each file of the certificate directory), which was the largest item of
+//! a function's init CPU. `AWS_CA_BUNDLE` (the variable the AWS CLI and SDKs read) replaces the
+//! embedded roots with a PEM file, for an endpoint behind another CA.
+
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig, timeout::TimeoutConfig};
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+use aws_smithy_http_client::{Builder, ConnectorBuilder, proxy::ProxyConfig};
+
+/// The public roots of Amazon Trust Services, as Debian's ca-certificates ships them. ElastiCache's
+/// certificates chain to them too (shared::clients::redis).
+pub(crate) const AMAZON_TRUST_SERVICES_ROOTS: &[u8] = include_bytes!("amazon-trust-services-roots.pem");
+
+/// Timeouts far below any function timeout, so a slow AWS call surfaces as an error the handler
+/// can map, not as a Lambda timeout with nothing in the log.
+fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(2))
+        .operation_timeout(Duration::from_secs(5))
+        .build()
+}
+
+/// Why a PEM bundle cannot be a trust store.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustStoreError {
+    /// The bundle is not PEM.
+    #[error("not PEM certificates: {0}")]
+    Pem(#[source] rustls::pki_types::pem::Error),
+    /// A certificate parsed but rustls refuses it as a trust anchor.
+    #[error("a certificate is not a usable trust anchor: {0}")]
+    Anchor(#[source] rustls::Error),
+    /// The PEM holds no certificate.
+    #[error("no certificate in the bundle")]
+    Empty,
+}
+
+/// Checks `pem` the way the SDK's client will use it (each certificate parsed, each a trust
+/// anchor), so that a bad bundle is an error here instead of a panic inside the SDK at init.
+pub fn check_trust_store(pem: &[u8]) -> Result<usize, TrustStoreError> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let certs = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(TrustStoreError::Pem)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        roots.add(cert).map_err(TrustStoreError::Anchor)?;
+    }
+    if roots.is_empty() { Err(TrustStoreError::Empty) } else { Ok(roots.len()) }
+}
+
+/// The TLS context: `AWS_CA_BUNDLE`'s PEM file when set and usable, else the embedded roots.
+fn tls_context() -> TlsContext {
+    let mut pem = AMAZON_TRUST_SERVICES_ROOTS.to_vec();
+    if let Some(path) = std::env::var_os("AWS_CA_BUNDLE") {
+        let custom = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|bundle| check_trust_store(&bundle).map(|_| bundle).map_err(|e| e.to_string()));
+        match custom {
+            Ok(bundle) => pem = bundle,
+            Err(error) => tracing::warn!(path = ?path, %error, "AWS_CA_BUNDLE unusable; using the embedded roots"),
+        }
+    }
+    let store = TrustStore::empty().with_native_roots(false).with_pem_certificate(pem);
+    // Building a context only stores the trust store; it cannot fail (checked above).
+    TlsContext::builder().with_trust_store(store).build().unwrap_or_default()
+}
+
+/// Loads region, credentials and endpoints from the environment, once. The HTTP client is the
+/// SDK's default one (as aws-smithy-runtime's `default_https_client` builds it: rustls + aws-lc,
+/// connector settings, sleep, proxy from the environment) with this module's TLS context:
+/// `AWS_CA_BUNDLE`'s certificates when set and usable, else the embedded Amazon roots.
+pub async fn load_sdk_config() -> SdkConfig {
+    let context = tls_context();
+    let http = Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut conn = ConnectorBuilder::default()
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+            .tls_context(context.clone());
+        conn.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            conn.set_sleep_impl(components.sleep_impl());
+        }
+        conn.set_proxy_config(Some(ProxyConfig::from_env()));
+        conn.build()
+    });
+    aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts()).http_client(http).load().await
+}
+
+/// The AWS clients a function may use; each is cheap to clone (an `Arc` inside).
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    /// DynamoDB, with the bundle's timeouts.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// S3, path-style when asked for (S3-compatible stores).
+    pub s3: aws_sdk_s3::Client,
+    /// SES v2 (sending email).
+    pub sesv2: aws_sdk_sesv2::Client,
+    /// SQS (queues and their dead-letter queues).
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl AwsClients {
+    /// Builds every client from one `SdkConfig`. Building a client does no I/O.
+    pub fn new(sdk: &SdkConfig, s3_force_path_style: bool) -> Self {
+        let s3_config = aws_sdk_s3::config::Builder::from(sdk).force_path_style(s3_force_path_style).build();
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            sesv2: aws_sdk_sesv2::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+        }
+    }
+
+    /// [`load_sdk_config`], then [`new`](Self::new): what a function's init does.
+    pub async fn load(s3_force_path_style: bool) -> Self {
+        Self::new(&load_sdk_config().await, s3_force_path_style)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_roots_are_the_five_amazon_trust_services_anchors() {
+        assert_eq!(check_trust_store(AMAZON_TRUST_SERVICES_ROOTS).expect("valid"), 5);
+    }
+
+    #[test]
+    fn a_bundle_that_is_not_certificates_is_refused() {
+        assert!(matches!(check_trust_store(b"not a certificate"), Err(TrustStoreError::Empty)));
+        let broken = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(check_trust_store(broken).is_err());
+    }
+}
