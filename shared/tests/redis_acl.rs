@@ -16,6 +16,7 @@ fn store(url: String, cluster: bool) -> RedisStore {
         connect_timeout: Duration::from_millis(1000),
         response_timeout: Duration::from_millis(1000),
         reconnect_backoff: Duration::from_millis(100),
+        ca_bundle: None,
     })
     .expect("settings")
 }

@@ -23,6 +23,7 @@ fn store_with(url: &str, cluster: bool, response_ms: u64) -> RedisStore {
         connect_timeout: Duration::from_millis(100),
         response_timeout: Duration::from_millis(response_ms),
         reconnect_backoff: Duration::from_millis(100),
+        ca_bundle: None,
     })
     .expect("settings")
 }

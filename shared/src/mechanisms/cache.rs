@@ -190,8 +190,22 @@ enum Read {
     Busy,
 }
 
+/// The fill lock of `key`, in `key`'s cluster slot (the scripts touch both): `{key}:lock`, whose
+/// hash tag is the whole key, unless the key has a hash tag of its own, which the lock then keeps.
+/// (A key with a `}` outside a hash tag could not be wrapped so; the bundle's keys have none.)
 fn lock_key(key: &str) -> String {
-    format!("{{{key}}}:lock")
+    if has_hash_tag(key) {
+        format!("{key}:lock")
+    } else {
+        debug_assert!(!key.contains('}'), "cache key {key:?} has a '}}' outside a hash tag");
+        format!("{{{key}}}:lock")
+    }
+}
+
+/// Whether Redis Cluster hashes only part of `key`: a `{` followed later by a `}` with at least
+/// one character between them.
+fn has_hash_tag(key: &str) -> bool {
+    key.find('{').is_some_and(|open| key[open + 1..].find('}').is_some_and(|len| len > 0))
 }
 
 /// Splits `"<version>|<json>"`; `None` for anything else.
@@ -449,5 +463,9 @@ mod tests {
         assert_eq!(payload("x|{}"), None);
         assert_eq!(payload("{}"), None);
         assert_eq!(lock_key("post:1"), "{post:1}:lock");
+        // A key with its own hash tag: the lock keeps it (wrapping would hash "{user-1" instead).
+        assert_eq!(lock_key("avatar:{user-1}"), "avatar:{user-1}:lock");
+        // Not a hash tag (no closing brace): the whole key is hashed, and is the lock's tag.
+        assert_eq!(lock_key("odd:{x"), "{odd:{x}:lock");
     }
 }

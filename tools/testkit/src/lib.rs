@@ -16,12 +16,16 @@ pub mod api_front_door;
 pub mod dynamo_meter;
 pub mod http;
 pub mod redis_acl;
+pub mod redis_modes;
 pub mod redis_server;
+pub mod redis_tls;
 pub mod serial_moto;
 pub mod stack_env;
 pub use api_front_door::ApiFrontDoor;
 pub use dynamo_meter::{DynamoMeter, Reads};
+pub use redis_modes::{Redis, RedisMode};
 pub use redis_server::{Persistence, RedisCluster, RedisServer};
+pub use redis_tls::TlsFiles;
 pub use serial_moto::SerialMoto;
 
 /// The workspace root (where template.yaml and .venv live).

@@ -1,17 +1,25 @@
 //! Real `redis-server` processes for tests: a single server that can be stopped and restarted on
 //! the same port (cache-down drills), and a 3-master cluster on loopback. Every server loads the
-//! template's ACL users ([`crate::redis_acl`]).
+//! template's ACL users ([`crate::redis_acl`]). Either can serve TLS only (`rediss://`, as
+//! ElastiCache Serverless does) with a certificate of a local CA ([`TlsFiles`]).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::redis_tls::TlsFiles;
 use crate::{free_port, wait_for_port};
 
-fn spawn(port: u16, dir: &std::path::Path, extra: &[&str]) -> Child {
+fn spawn(port: u16, dir: &std::path::Path, tls: Option<&TlsFiles>, extra: &[&str]) -> Child {
     let acl = crate::redis_acl::write_acl_file(dir);
+    let listen = match tls {
+        Some(tls) => tls.server_args(port),
+        None => vec!["--port".into(), port.to_string()],
+    };
     Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args(listen)
+        .args(["--bind", "127.0.0.1", "--save", ""])
         .args(["--dir", dir.to_str().expect("utf-8 dir")])
         .args(["--aclfile", acl.to_str().expect("utf-8 path")])
         .args(extra)
@@ -21,7 +29,23 @@ fn spawn(port: u16, dir: &std::path::Path, extra: &[&str]) -> Child {
         .expect("redis-server on PATH (scripts/bootstrap.sh installs it)")
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
+/// redis-cli against `port`, over TLS when `tls` is given; `--raw` output, `-c` to follow
+/// cluster redirects. Fails the test if redis-cli cannot run or reports an error.
+pub(crate) fn redis_cli(port: u16, tls: Option<&TlsFiles>, follow: bool, args: &[&str]) -> String {
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "--raw"]);
+    if let Some(tls) = tls {
+        cmd.args(tls.cli_args());
+    }
+    if follow {
+        cmd.arg("-c");
+    }
+    let out = cmd.args(args).output().expect("redis-cli");
+    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+pub(crate) fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("testkit-{tag}-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
@@ -49,6 +73,7 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     persistence: Persistence,
+    tls: Option<Arc<TlsFiles>>,
     child: Option<Child>,
 }
 
@@ -57,9 +82,18 @@ impl RedisServer {
         Self::start_with(Persistence::None)
     }
 
+    /// A server that speaks TLS only, with a certificate of a CA made for it ([`Self::tls`]).
+    pub fn start_tls() -> Self {
+        Self::launch_new(Persistence::None, Some(Arc::new(TlsFiles::generate())))
+    }
+
     pub fn start_with(persistence: Persistence) -> Self {
+        Self::launch_new(persistence, None)
+    }
+
+    fn launch_new(persistence: Persistence, tls: Option<Arc<TlsFiles>>) -> Self {
         let dir = temp_dir("redis");
-        let mut server = Self { port: crate::stable_port(), dir, persistence, child: None };
+        let mut server = Self { port: crate::stable_port(), dir, persistence, tls, child: None };
         // Another test may pick the same port between our check and the server's bind: pick again.
         for _ in 0..5 {
             match server.try_launch() {
@@ -83,7 +117,7 @@ impl RedisServer {
             Persistence::AppendOnly => &["--appendonly", "yes", "--appendfsync", "always"],
             Persistence::Snapshot => &["--appendonly", "no", "--enable-debug-command", "local"],
         };
-        let mut child = spawn(self.port, &self.dir, args);
+        let mut child = spawn(self.port, &self.dir, self.tls.as_deref(), args);
         // Something accepting on the port is not enough: it must be this process answering.
         let start = Instant::now();
         loop {
@@ -105,7 +139,13 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA and certificate of a TLS server.
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_deref()
     }
 
     /// The URL that signs in as the template's ACL user `user` (its local password).
@@ -117,6 +157,18 @@ impl RedisServer {
     /// while it loads, but `INFO` works), if any.
     fn serving_pid(&self) -> Option<u32> {
         use std::io::{Read, Write};
+        if let Some(tls) = &self.tls {
+            // Through redis-cli (it speaks TLS), bounded by `timeout`: an impostor that accepts
+            // and never completes the handshake must not hang the check.
+            let out = Command::new("timeout")
+                .args(["2", "redis-cli", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .args(tls.cli_args())
+                .args(["INFO", "server"])
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            return text.lines().find_map(|l| l.trim().strip_prefix("process_id:")).and_then(|p| p.trim().parse().ok());
+        }
         // A raw exchange with a read timeout: an impostor that accepts and never answers must not
         // hang the check (redis-cli would wait for ever).
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
@@ -202,6 +254,7 @@ impl RedisServer {
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--no-raw"])
+            .args(self.tls.as_deref().map(TlsFiles::cli_args).unwrap_or_default())
             .args(args)
             .output()
             .expect("redis-cli");
@@ -235,32 +288,50 @@ fn free_cluster_port() -> u16 {
 pub struct RedisCluster {
     pub ports: Vec<u16>,
     dir: PathBuf,
+    tls: Option<Arc<TlsFiles>>,
     children: Vec<Child>,
 }
 
-fn spawn_node(port: u16, dir: &std::path::Path) -> Child {
+fn spawn_node(port: u16, dir: &std::path::Path, tls: Option<&TlsFiles>) -> Child {
     let node_dir = dir.join(port.to_string());
     std::fs::create_dir_all(&node_dir).expect("node dir");
-    spawn(port, &node_dir, &["--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+    let bus = (port + 10_000).to_string();
+    let mut args = vec!["--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"];
+    args.extend(["--cluster-port", &bus]);
+    if tls.is_some() {
+        // The cluster bus is TLS too, and nodes announce their TLS port to clients.
+        args.extend(["--tls-cluster", "yes"]);
+    }
+    spawn(port, &node_dir, tls, &args)
 }
 
 impl RedisCluster {
     pub fn start(masters: usize) -> Self {
+        Self::start_on(masters, None)
+    }
+
+    /// A cluster whose nodes speak TLS only (clients and bus), as ElastiCache Serverless does.
+    pub fn start_tls(masters: usize) -> Self {
+        Self::start_on(masters, Some(Arc::new(TlsFiles::generate())))
+    }
+
+    fn start_on(masters: usize, tls: Option<Arc<TlsFiles>>) -> Self {
         let dir = temp_dir("cluster");
         let mut ports = Vec::new();
         let mut children = Vec::new();
         for _ in 0..masters {
             let port = free_cluster_port();
-            children.push(spawn_node(port, &dir));
+            children.push(spawn_node(port, &dir, tls.as_deref()));
             ports.push(port);
         }
         // From here on a failed start still kills every node (Drop).
-        let cluster = Self { ports: ports.clone(), dir, children };
+        let cluster = Self { ports: ports.clone(), dir, tls, children };
         for port in &ports {
             wait_for_port(*port, Duration::from_secs(10));
         }
         let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let status = Command::new("redis-cli")
+            .args(cluster.tls_cli_args())
             .arg("--cluster")
             .arg("create")
             .args(&nodes)
@@ -279,7 +350,9 @@ impl RedisCluster {
         for port in &self.ports {
             loop {
                 let out = Command::new("redis-cli")
-                    .args(["-p", &port.to_string(), "cluster", "info"])
+                    .args(["-p", &port.to_string()])
+                    .args(self.tls_cli_args())
+                    .args(["cluster", "info"])
                     .output()
                     .expect("redis-cli");
                 if String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok") {
@@ -305,7 +378,7 @@ impl RedisCluster {
     pub fn start_all_again(&mut self) {
         assert!(self.children.is_empty(), "kill_all first");
         for port in &self.ports {
-            self.children.push(spawn_node(*port, &self.dir));
+            self.children.push(spawn_node(*port, &self.dir, self.tls.as_deref()));
         }
         for port in &self.ports {
             wait_for_port(*port, Duration::from_secs(10));
@@ -314,7 +387,27 @@ impl RedisCluster {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.ports[0])
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.ports[0])
+    }
+
+    /// The CA and certificate of a TLS cluster.
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_deref()
+    }
+
+    fn tls_cli_args(&self) -> Vec<String> {
+        self.tls.as_deref().map(TlsFiles::cli_args).unwrap_or_default()
+    }
+
+    /// One command on the node that owns its key (redis-cli `-c` follows the redirect), `--raw`.
+    pub fn cli(&self, args: &[&str]) -> String {
+        redis_cli(self.ports[0], self.tls.as_deref(), true, args)
+    }
+
+    /// One command on each node, in `ports` order (`--raw`).
+    pub fn cli_each(&self, args: &[&str]) -> Vec<String> {
+        self.ports.iter().map(|port| redis_cli(*port, self.tls.as_deref(), false, args)).collect()
     }
 
     /// The URL that signs in as the template's ACL user `user` (its local password).

@@ -58,6 +58,9 @@ impl Options {
 pub enum Kind {
     Single,
     Cluster,
+    /// As deployed (ElastiCache Serverless): cluster mode over TLS, the test's CA trusted
+    /// through `REDIS_CA_BUNDLE`.
+    ClusterTls,
 }
 
 enum Backend {
@@ -70,6 +73,8 @@ pub struct Fixture {
     pub settings: Settings,
     backend: Option<Backend>,
     ports: Vec<u16>,
+    /// The CA of a TLS Redis, for redis-cli.
+    ca: Option<String>,
 }
 
 impl Fixture {
@@ -87,16 +92,21 @@ impl Fixture {
                 let (url, ports) = (server.url_as("auth-refresh"), vec![server.port]);
                 (Backend::Single(server), url, ports)
             }
-            Kind::Cluster => {
-                let cluster = RedisCluster::start(3);
+            Kind::Cluster | Kind::ClusterTls => {
+                let cluster =
+                    if kind == Kind::ClusterTls { RedisCluster::start_tls(3) } else { RedisCluster::start(3) };
                 let (url, ports) = (cluster.url_as("auth-refresh"), cluster.ports.clone());
                 (Backend::Cluster(cluster), url, ports)
             }
         };
+        let ca = match &backend {
+            Backend::Cluster(c) => c.tls().map(|tls| tls.ca().to_str().expect("utf-8 path").to_owned()),
+            Backend::Single(_) => None,
+        };
         let (private, public) = signing_key();
-        let env: HashMap<String, String> = [
+        let mut env: HashMap<String, String> = [
             ("REDIS_URL", url.as_str()),
-            ("REDIS_CLUSTER", if kind == Kind::Cluster { "true" } else { "false" }),
+            ("REDIS_CLUSTER", if kind == Kind::Single { "false" } else { "true" }),
             // Generous timeouts: the machine running the tests may be busy compiling.
             ("REDIS_CONNECT_TIMEOUT_MS", "1000"),
             ("REDIS_RESPONSE_TIMEOUT_MS", "1000"),
@@ -117,9 +127,12 @@ impl Fixture {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
+        if let Some(ca) = &ca {
+            env.insert("REDIS_CA_BUNDLE".into(), ca.clone());
+        }
         let settings = Settings::from_env(testkit::env_reader(env)).expect("settings");
         let state = State::new(&settings).expect("state");
-        Self { state, settings, backend: Some(backend), ports }
+        Self { state, settings, backend: Some(backend), ports, ca }
     }
 
     /// Another execution environment of the function: same settings, its own Redis connection.
@@ -142,9 +155,11 @@ impl Fixture {
         (session.refresh_token.expose().to_owned(), session.access_token.expose().to_owned())
     }
 
-    fn cli_on(port: u16, args: &[&str]) -> String {
+    fn cli_on(&self, port: u16, args: &[&str]) -> String {
+        let tls = self.ca.as_ref().map(|ca| vec!["--tls", "--cacert", ca.as_str()]).unwrap_or_default();
         let out = Command::new("redis-cli")
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-c", "--raw"])
+            .args(tls)
             .args(args)
             .output()
             .expect("redis-cli");
@@ -154,7 +169,7 @@ impl Fixture {
 
     /// One command on the node that owns its key (`-c` follows cluster redirects).
     pub fn cli(&self, args: &[&str]) -> String {
-        Self::cli_on(self.ports[0], args)
+        self.cli_on(self.ports[0], args)
     }
 
     /// Milliseconds left on `key` (-2: no such key, -1: no TTL).
@@ -182,7 +197,7 @@ impl Fixture {
             .ports
             .iter()
             .flat_map(|port| {
-                Self::cli_on(*port, &["--scan", "--pattern", "*"]).lines().map(str::to_owned).collect::<Vec<_>>()
+                self.cli_on(*port, &["--scan", "--pattern", "*"]).lines().map(str::to_owned).collect::<Vec<_>>()
             })
             .filter(|k| !k.is_empty())
             .collect();

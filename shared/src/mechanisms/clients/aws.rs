@@ -18,8 +18,9 @@ use aws_config::{BehaviorVersion, SdkConfig, timeout::TimeoutConfig};
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use aws_smithy_http_client::{Builder, ConnectorBuilder, proxy::ProxyConfig};
 
-/// The public roots of Amazon Trust Services, as Debian's ca-certificates ships them.
-const AMAZON_TRUST_SERVICES_ROOTS: &[u8] = include_bytes!("amazon-trust-services-roots.pem");
+/// The public roots of Amazon Trust Services, as Debian's ca-certificates ships them. ElastiCache's
+/// certificates chain to them too (shared::clients::redis).
+pub(crate) const AMAZON_TRUST_SERVICES_ROOTS: &[u8] = include_bytes!("amazon-trust-services-roots.pem");
 
 /// Timeouts far below any function timeout, so a slow AWS call surfaces as an error the handler
 /// can map, not as a Lambda timeout with nothing in the log.

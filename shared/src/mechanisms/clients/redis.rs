@@ -20,14 +20,21 @@
 //! supported; keys that a script touches together must share a hash tag. Each function signs in as
 //! its own ACL user (`REDIS_USERNAME` / `REDIS_PASSWORD`, or credentials in the URL), so the cache
 //! enforces which keys and commands it may use.
+//!
+//! TLS trusts the Amazon Trust Services roots that ElastiCache's certificates chain to (the same
+//! embedded store the AWS clients use, [`super::aws`]), never the system bundle; `REDIS_CA_BUNDLE`
+//! (a PEM file) replaces them for a server behind another CA, such as the local CA the tests make.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 
+use super::aws::{AMAZON_TRUST_SERVICES_ROOTS, TrustStoreError, check_trust_store};
 use crate::config::{EnvReader, Secret};
 
 /// How to reach Redis, from `REDIS_*` (see [`RedisSettings::from_env`]).
@@ -48,11 +55,13 @@ pub struct RedisSettings {
     pub response_timeout: Duration,
     /// How long connects are skipped after one failed (`REDIS_RECONNECT_BACKOFF_MS`, default 500 ms).
     pub reconnect_backoff: Duration,
+    /// The CAs a `rediss://` connection trusts instead of the embedded Amazon roots.
+    pub ca_bundle: Option<CaBundle>,
 }
 
 impl RedisSettings {
     /// `REDIS_URL`, `REDIS_CLUSTER`, `REDIS_USERNAME`, `REDIS_PASSWORD`, `REDIS_CONNECT_TIMEOUT_MS`,
-    /// `REDIS_RESPONSE_TIMEOUT_MS`, `REDIS_RECONNECT_BACKOFF_MS`.
+    /// `REDIS_RESPONSE_TIMEOUT_MS`, `REDIS_RECONNECT_BACKOFF_MS`, `REDIS_CA_BUNDLE`.
     pub fn from_env(env: &mut EnvReader<'_>) -> Self {
         let url = env.required("REDIS_URL", "redis://host:port or rediss://host:port");
         if !(url.is_empty() || url.starts_with("redis://") || url.starts_with("rediss://")) {
@@ -63,6 +72,15 @@ impl RedisSettings {
         if username.is_some() && password.is_none() {
             env.reject("REDIS_PASSWORD", "the password of REDIS_USERNAME", "missing while REDIS_USERNAME is set");
         }
+        // Unlike AWS_CA_BUNDLE, an unusable bundle stops the init: falling back to the Amazon
+        // roots would only turn a clear configuration error into a cache that never connects.
+        let ca_bundle = env.optional("REDIS_CA_BUNDLE").and_then(|path| match CaBundle::read(&path) {
+            Ok(bundle) => Some(bundle),
+            Err(e) => {
+                env.reject("REDIS_CA_BUNDLE", "a readable PEM file of CA certificates", &e.to_string());
+                None
+            }
+        });
         Self {
             url,
             cluster: env.flag("REDIS_CLUSTER", false),
@@ -71,7 +89,59 @@ impl RedisSettings {
             connect_timeout: env.millis("REDIS_CONNECT_TIMEOUT_MS", 250, 10..=10_000),
             response_timeout: env.millis("REDIS_RESPONSE_TIMEOUT_MS", 250, 10..=10_000),
             reconnect_backoff: env.millis("REDIS_RECONNECT_BACKOFF_MS", 500, 0..=60_000),
+            ca_bundle,
         }
+    }
+
+    fn tls(&self) -> bool {
+        self.url.starts_with("rediss://")
+    }
+
+    /// The PEM roots a TLS connection is verified against.
+    fn trusted_roots(&self) -> Vec<u8> {
+        match &self.ca_bundle {
+            Some(bundle) => bundle.pem.to_vec(),
+            None => AMAZON_TRUST_SERVICES_ROOTS.to_vec(),
+        }
+    }
+}
+
+/// A PEM file of CA certificates (`REDIS_CA_BUNDLE`), read and checked once at init.
+#[derive(Clone)]
+pub struct CaBundle {
+    path: PathBuf,
+    pem: Arc<[u8]>,
+}
+
+/// Why `REDIS_CA_BUNDLE` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaBundleError {
+    /// The file could not be read.
+    #[error("cannot read it: {0}")]
+    Read(#[source] std::io::Error),
+    /// The file is not PEM certificates that can be trust anchors.
+    #[error("not a trust store: {0}")]
+    Invalid(#[source] TrustStoreError),
+}
+
+impl CaBundle {
+    /// Reads `path` and checks it the way rustls will use it.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self, CaBundleError> {
+        let path = path.as_ref().to_owned();
+        let pem = std::fs::read(&path).map_err(CaBundleError::Read)?;
+        check_trust_store(&pem).map_err(CaBundleError::Invalid)?;
+        Ok(Self { path, pem: pem.into() })
+    }
+
+    /// Where the bundle was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl std::fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaBundle").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -277,15 +347,25 @@ impl RedisStore {
     /// Parses the URL; opens nothing.
     pub fn new(settings: RedisSettings) -> Result<Self, RedisStoreError> {
         let info = Self::connection_info(&settings).map_err(RedisStoreError::Settings)?;
+        // The roots replace the crate's own (webpki-roots) for every node of a cluster too.
+        let certs = settings
+            .tls()
+            .then(|| redis::TlsCertificates { client_tls: None, root_cert: Some(settings.trusted_roots()) });
         let client = if settings.cluster {
-            redis::cluster::ClusterClient::builder(vec![info])
+            let mut builder = redis::cluster::ClusterClient::builder(vec![info])
                 .connection_timeout(settings.connect_timeout)
                 .response_timeout(settings.response_timeout)
-                .retries(1)
-                .build()
-                .map(Client::Cluster)
+                .retries(1);
+            if let Some(certs) = certs {
+                builder = builder.certs(certs);
+            }
+            builder.build().map(Client::Cluster)
         } else {
-            redis::Client::open(info).map(Client::Single)
+            match certs {
+                Some(certs) => redis::Client::build_with_tls(info, certs),
+                None => redis::Client::open(info),
+            }
+            .map(Client::Single)
         }
         .map_err(RedisStoreError::Settings)?;
         Ok(Self {
