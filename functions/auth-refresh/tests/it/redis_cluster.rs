@@ -1,9 +1,6 @@
 //! The token-store suite against a 3-master Redis Cluster on loopback (`REDIS_CLUSTER=true`):
 //! every script must be single-slot, which the `{userId}` hash tag guarantees.
 
-mod common;
-mod suite;
+use crate::common::Kind;
 
-use common::Kind;
-
-suite::token_suite!(Kind::Cluster);
+crate::suite::token_suite!(Kind::Cluster);

@@ -1,14 +1,11 @@
 //! The token-store suite against one redis-server, plus the HTTP contract of the function (routes,
 //! methods, CORS, bodies) and the `events/auth-refresh` files, which need no second Redis flavour.
 
-mod common;
-mod suite;
-
+use crate::common::*;
 use auth_refresh::handler::handle;
-use common::*;
 use lambda_http::Body;
 
-suite::token_suite!(Kind::Single);
+crate::suite::token_suite!(Kind::Single);
 
 #[tokio::test]
 async fn routes_methods_and_preflight() {
@@ -101,6 +98,6 @@ async fn event_files_answer_as_the_manifest_expects() {
             req.headers_mut().insert("origin", http::HeaderValue::from_static(ORIGIN));
         }
         let r = handle(&f.state, req).await;
-        assert_eq!(r.status(), status, "{name}: {}", common::text(&r));
+        assert_eq!(r.status(), status, "{name}: {}", crate::common::text(&r));
     }
 }

@@ -1,9 +1,6 @@
 //! The token-store suite as deployed: a 3-master Redis Cluster that speaks TLS only
 //! (`rediss://`, `REDIS_CLUSTER=true`), the test's own CA trusted through `REDIS_CA_BUNDLE`.
 
-mod common;
-mod suite;
+use crate::common::Kind;
 
-use common::Kind;
-
-suite::token_suite!(Kind::ClusterTls);
+crate::suite::token_suite!(Kind::ClusterTls);

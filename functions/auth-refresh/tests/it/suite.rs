@@ -546,7 +546,7 @@ pub async fn refused_tokens_all_get_the_same_401(kind: Kind) {
 /// Instantiates every scenario above as a `#[tokio::test]` for one kind of Redis.
 macro_rules! token_suite {
     ($kind:expr) => {
-        suite::token_suite!(@tests $kind;
+        crate::suite::token_suite!(@tests $kind;
             refresh_by_cookie_answers_in_the_cookie_and_by_body_in_the_body,
             two_tabs_refreshing_at_once_both_stay_signed_in,
             twenty_concurrent_refreshes_of_one_token_rotate_once,
@@ -571,7 +571,7 @@ macro_rules! token_suite {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                suite::$name($kind).await
+                crate::suite::$name($kind).await
             }
         )+
     };

@@ -1,0 +1,6 @@
+//! posts-read integration tests, one binary: the handler on one plaintext redis-server (`posts_read`), and
+//! the cache suites on 3-master clusters, plaintext and TLS, as ElastiCache Serverless runs them
+//! (`cache_modes`).
+
+mod cache_modes;
+mod posts_read;
