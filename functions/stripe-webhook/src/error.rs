@@ -3,6 +3,8 @@
 //!
 //! - a delivery we refuse (signature, body, method) is a precise 4xx: retrying will not help;
 //! - an event another delivery is processing is 409 with `Retry-After`: come back when it is done;
+//! - an event id already seen with another payload is 409 `event-payload-mismatch` without
+//!   `Retry-After`, and an error in the log: a replay with a changed body is never acknowledged;
 //! - a store that did not answer is 503, anything else that failed after the claim is 500: the
 //!   claim was released, and the retry does the work again.
 //!
@@ -87,6 +89,16 @@ impl From<WebhookError> for Problem {
             )
             .with_extra(serde_json::json!({ "key": held.key }))
             .with_header(header::RETRY_AFTER, HeaderValue::from_static("5")),
+            WebhookError::Idempotency(IdempotencyError::PayloadMismatch { key, .. }) => {
+                // Logged as an error where it was found (shared::idempotency); never acknowledged.
+                Problem::new(
+                    StatusCode::CONFLICT,
+                    "event-payload-mismatch",
+                    "Event replayed with another payload",
+                    "this event id was processed with a different payload; the delivery is refused",
+                )
+                .with_extra(serde_json::json!({ "key": key }))
+            }
             WebhookError::Idempotency(e) => {
                 tracing::error!(error = %e, "idempotency store failed");
                 match e {
@@ -96,7 +108,9 @@ impl From<WebhookError> for Problem {
                     IdempotencyError::InvalidKey => {
                         Problem::bad_request("invalid-key", "Invalid idempotency key", e.to_string())
                     }
-                    IdempotencyError::Malformed(_) | IdempotencyError::ClaimLost(_) => Problem::internal(),
+                    IdempotencyError::Malformed(_)
+                    | IdempotencyError::ClaimLost(_)
+                    | IdempotencyError::PayloadMismatch { .. } => Problem::internal(),
                 }
             }
             WebhookError::Orders(e) => {

@@ -274,7 +274,11 @@ impl Cache {
             })
             .await;
         match result {
-            Ok(n) => n == 1,
+            Ok(n) => {
+                // 0: the script refused a version older than what is there (a stale fill).
+                crate::metrics::count(if n == 1 { "CacheFills" } else { "CacheStaleRefusals" }, 1);
+                n == 1
+            }
             Err(e) => {
                 tracing::warn!(key, error = %e, "cache fill failed");
                 false
@@ -374,7 +378,10 @@ impl Cache {
         loop {
             match self.read_or_lock(key, &lock, &token, deadline.remaining()).await {
                 Ok(Read::Hit(entry)) => match payload(&entry).map(serde_json::from_str::<Option<T>>) {
-                    Some(Ok(v)) => return Ok((v, CacheStatus::Hit)),
+                    Some(Ok(v)) => {
+                        crate::metrics::count("CacheHits", 1);
+                        return Ok((v, CacheStatus::Hit));
+                    }
                     // An entry written by another version of the code: reload and overwrite.
                     _ => tracing::warn!(key, "cache entry undecodable; treating as a miss"),
                 },
@@ -383,6 +390,7 @@ impl Cache {
                     tombstone = tomb;
                 }
                 Ok(Read::Busy) => {
+                    crate::metrics::count("CacheWaits", 1);
                     let now = Instant::now();
                     if now >= give_up_at {
                         tracing::warn!(key, "another caller's fill did not land before our deadline");
@@ -399,6 +407,7 @@ impl Cache {
             }
             break;
         }
+        crate::metrics::count("CacheMisses", 1);
         let loaded = match bounded(deadline, load()).await {
             Ok(v) => v,
             Err(e) => {
