@@ -5,7 +5,8 @@
 //! - an event another delivery is processing is 409 with `Retry-After`: come back when it is done;
 //! - an event id already seen with another payload is 409 `event-payload-mismatch` without
 //!   `Retry-After`, and an error in the log: a replay with a changed body is never acknowledged;
-//! - a store that did not answer is 503, anything else that failed after the claim is 500: the
+//! - a store that did not answer is 503, a thin event the Stripe API would not give is 502/504
+//!   (503 without `STRIPE_API_KEY`), anything else that failed after the claim is 500: the
 //!   claim was released, and the retry does the work again.
 //!
 //! Acknowledged-but-not-retried outcomes (an order that does not exist, a payment that does not
@@ -16,7 +17,7 @@ use lambda_http::http::header::{self, HeaderValue};
 use shared::email::EmailQueueError;
 use shared::http::Problem;
 use shared::idempotency::{IdempotencyError, InProgress};
-use shared::payments::{InvalidEvent, OrdersError, SignatureError};
+use shared::payments::{InvalidEvent, OrdersError, SignatureError, StripeApiError};
 
 /// Why a delivery was not answered 200.
 #[derive(Debug)]
@@ -31,8 +32,16 @@ pub enum WebhookError {
     Orders(OrdersError),
     /// The confirmation email could not be queued after the order was paid.
     EmailQueue(Box<EmailQueueError>),
+    /// A thin event could not be fetched from the Stripe API (after the claim: released).
+    StripeApi(StripeApiError),
     /// Something of ours failed after the claim (logged where it happened).
     Internal,
+}
+
+impl From<StripeApiError> for WebhookError {
+    fn from(e: StripeApiError) -> Self {
+        Self::StripeApi(e)
+    }
 }
 
 impl From<Problem> for WebhookError {
@@ -120,6 +129,22 @@ impl From<WebhookError> for Problem {
             WebhookError::EmailQueue(e) => {
                 tracing::error!(error = %e, "email queue failed");
                 Problem::internal()
+            }
+            WebhookError::StripeApi(e) => {
+                tracing::error!(error = %e, "could not fetch the thin event from the Stripe API");
+                match e {
+                    // 502/504 with the upstream status: Stripe delivers again later.
+                    StripeApiError::Outbound(e) => e.into(),
+                    StripeApiError::NotConfigured => {
+                        Problem::unavailable("thin events need STRIPE_API_KEY; this delivery is retried")
+                    }
+                    StripeApiError::Unexpected(_) => Problem::new(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream-unexpected",
+                        "Unexpected upstream answer",
+                        "the Stripe API answered something other than the event or object asked for",
+                    ),
+                }
             }
             WebhookError::Internal => Problem::internal(),
         }
