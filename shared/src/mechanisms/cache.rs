@@ -374,6 +374,7 @@ impl Cache {
         let give_up_at = deadline.at.checked_sub(self.settings.answer_reserve).unwrap_or(deadline.at);
         let mut poll = self.settings.poll_every;
         let mut holds_lock = false;
+        let mut waited = false;
         let mut tombstone = 0;
         loop {
             match self.read_or_lock(key, &lock, &token, deadline.remaining()).await {
@@ -390,7 +391,11 @@ impl Cache {
                     tombstone = tomb;
                 }
                 Ok(Read::Busy) => {
-                    crate::metrics::count("CacheWaits", 1);
+                    if !waited {
+                        // Once per read that waits, however many polls the wait takes.
+                        crate::metrics::count("CacheWaits", 1);
+                        waited = true;
+                    }
                     let now = Instant::now();
                     if now >= give_up_at {
                         tracing::warn!(key, "another caller's fill did not land before our deadline");
