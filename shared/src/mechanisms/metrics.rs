@@ -179,4 +179,19 @@ mod tests {
         assert_eq!(lines[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["function", "kind"]]));
         assert!(r.drain(1).is_empty());
     }
+
+    #[test]
+    fn more_than_a_hundred_metrics_of_one_dimension_set_are_split_over_lines() {
+        let r = Registry::new("Ns", "fn-a");
+        let names: Vec<&'static str> = (0..150).map(|i| &*Box::leak(format!("M{i:03}").into_boxed_str())).collect();
+        for name in &names {
+            r.count(name, 1);
+        }
+        let lines = r.drain(1);
+        assert_eq!(lines.len(), 2);
+        let defined: usize =
+            lines.iter().map(|l| l["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().len()).sum();
+        assert_eq!(defined, 150);
+        assert!(lines.iter().all(|l| l["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().len() <= 100));
+    }
 }
