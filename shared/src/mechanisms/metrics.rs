@@ -18,8 +18,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
-use serde_json::{Map, Value, json};
-
 /// The namespace when `METRICS_NAMESPACE` is unset.
 pub const DEFAULT_NAMESPACE: &str = "ServerlessBundle";
 /// The dimension every line carries: which function counted.
@@ -68,46 +66,50 @@ impl Registry {
         self.add(Key { dimensions, name }, n);
     }
 
-    /// Takes every count so far as EMF documents (one per dimension set), at `timestamp_ms`.
-    pub fn drain(&self, timestamp_ms: i64) -> Vec<Value> {
+    /// Takes every count so far as EMF lines (one JSON document per dimension set, each ending
+    /// in a newline), at `timestamp_ms`. Written straight into one string, not through a JSON
+    /// tree: this runs after every invocation, cache hits included.
+    pub fn drain(&self, timestamp_ms: i64) -> String {
         let counts = std::mem::take(&mut *self.counts.lock().unwrap_or_else(PoisonError::into_inner));
         let mut by_dimensions: BTreeMap<Dimensions, Vec<(&'static str, u64)>> = BTreeMap::new();
         for (key, n) in counts {
             by_dimensions.entry(key.dimensions).or_default().push((key.name, n));
         }
-        let mut lines = Vec::new();
+        let mut out = String::new();
         for (dimensions, metrics) in by_dimensions {
             for chunk in metrics.chunks(MAX_METRICS_PER_LINE) {
-                lines.push(self.document(timestamp_ms, &dimensions, chunk));
+                self.document(&mut out, timestamp_ms, &dimensions, chunk);
             }
         }
-        lines
+        out
     }
 
-    fn document(&self, timestamp_ms: i64, extra: &Dimensions, metrics: &[(&str, u64)]) -> Value {
-        let mut dimensions = vec![FUNCTION_DIMENSION];
-        let mut root = Map::new();
-        root.insert(FUNCTION_DIMENSION.to_owned(), Value::from(self.function.as_str()));
-        for (name, value) in extra {
-            dimensions.push(name);
-            root.insert((*name).to_owned(), Value::from(value.as_str()));
-        }
-        let definitions: Vec<Value> = metrics.iter().map(|(name, _)| json!({"Name": name, "Unit": "Count"})).collect();
-        for (name, n) in metrics {
-            root.insert((*name).to_owned(), Value::from(*n));
-        }
-        root.insert(
-            "_aws".to_owned(),
-            json!({
-                "Timestamp": timestamp_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": self.namespace,
-                    "Dimensions": [dimensions],
-                    "Metrics": definitions,
-                }],
-            }),
+    fn document(&self, out: &mut String, timestamp_ms: i64, extra: &Dimensions, metrics: &[(&str, u64)]) {
+        use std::fmt::Write as _;
+        // Names are our own &'static str identifiers; values (the function name, an event type)
+        // are escaped as JSON strings.
+        let quoted = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned());
+        let _ = write!(
+            out,
+            "{{\"_aws\":{{\"Timestamp\":{timestamp_ms},\"CloudWatchMetrics\":[{{\"Namespace\":{},",
+            quoted(&self.namespace)
         );
-        Value::Object(root)
+        let _ = write!(out, "\"Dimensions\":[[{}", quoted(FUNCTION_DIMENSION));
+        for (name, _) in extra {
+            let _ = write!(out, ",{}", quoted(name));
+        }
+        out.push_str("]],\"Metrics\":[");
+        for (i, (name, _)) in metrics.iter().enumerate() {
+            let _ = write!(out, "{}{{\"Name\":{},\"Unit\":\"Count\"}}", if i > 0 { "," } else { "" }, quoted(name));
+        }
+        let _ = write!(out, "]}}]}},{}:{}", quoted(FUNCTION_DIMENSION), quoted(&self.function));
+        for (name, value) in extra {
+            let _ = write!(out, ",{}:{}", quoted(name), quoted(value));
+        }
+        for (name, n) in metrics {
+            let _ = write!(out, ",{}:{n}", quoted(name));
+        }
+        out.push_str("}\n");
     }
 }
 
@@ -149,21 +151,20 @@ pub fn count_by(name: &'static str, dimensions: &[(&'static str, &str)], n: u64)
 /// the runtime once per invocation.
 pub fn flush() {
     let Some(r) = registry() else { return };
-    let lines = r.drain(crate::clock::now_ms());
-    if lines.is_empty() {
-        return;
+    let out = r.drain(crate::clock::now_ms());
+    if !out.is_empty() {
+        let _ = std::io::stdout().lock().write_all(out.as_bytes());
     }
-    let mut out = String::new();
-    for line in lines {
-        out.push_str(&line.to_string());
-        out.push('\n');
-    }
-    let _ = std::io::stdout().lock().write_all(out.as_bytes());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
+
+    fn parsed(r: &Registry, ts: i64) -> Vec<Value> {
+        r.drain(ts).lines().map(|l| serde_json::from_str(l).expect("each line is one JSON document")).collect()
+    }
 
     #[test]
     fn counts_are_grouped_by_dimension_set_and_drained_once() {
@@ -171,13 +172,19 @@ mod tests {
         r.count("CacheHits", 1);
         r.count("CacheHits", 2);
         r.count_by("EmailsFailed", &[("kind", "transient")], 1);
-        let lines = r.drain(1_700_000_000_000);
+        let lines = parsed(&r, 1_700_000_000_000);
         assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["_aws"]["Timestamp"], 1_700_000_000_000i64);
+        assert_eq!(lines[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Ns");
+        assert_eq!(lines[0]["function"], "fn-a");
         assert_eq!(lines[0]["CacheHits"], 3);
         assert_eq!(lines[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["function"]]));
         assert_eq!(lines[1]["kind"], "transient");
         assert_eq!(lines[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["function", "kind"]]));
         assert!(r.drain(1).is_empty());
+        // Values are escaped.
+        r.count_by("WebhookEvents", &[("event_type", "a\"b\\c")], 1);
+        assert_eq!(parsed(&r, 1)[0]["event_type"], "a\"b\\c");
     }
 
     #[test]
@@ -187,7 +194,7 @@ mod tests {
         for name in &names {
             r.count(name, 1);
         }
-        let lines = r.drain(1);
+        let lines = parsed(&r, 1);
         assert_eq!(lines.len(), 2);
         let defined: usize =
             lines.iter().map(|l| l["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().len()).sum();
