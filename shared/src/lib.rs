@@ -14,6 +14,7 @@
 //! - [`http`]: problem+json, CORS, cookies, request decoding, respond; knows no feature.
 //! - [`cache`]: cache-aside with versions, tombstones and a stampede guard.
 //! - [`idempotency`]: claim / complete / release records with DynamoDB conditional writes.
+//! - [`metrics`]: counters flushed as CloudWatch Embedded Metric Format lines, once per invocation.
 //! - [`id`]: the one rule for ids in URLs and keys, and the macro that declares an id type.
 //! - [`text`]: what counts as invisible or control text in user input.
 //!
@@ -31,5 +32,5 @@ mod mechanisms;
 
 pub use features::{auth, email, payments, posts, uploads};
 pub use mechanisms::{
-    cache, clients, clock, config, deadline, http, id, idempotency, outbound, runtime, telemetry, text,
+    cache, clients, clock, config, deadline, http, id, idempotency, metrics, outbound, runtime, telemetry, text,
 };

@@ -27,7 +27,7 @@ use shared::deadline::Deadline;
 use shared::email::transport::{self, SendOptions, Transport};
 use shared::email::{EmailAddress, EmailJob};
 use shared::email::{FailureKind, Templates};
-use shared::idempotency::{Claim, IdempotencyStore};
+use shared::idempotency::{Claim, Fingerprint, IdempotencyError, IdempotencyStore};
 
 use crate::settings::Settings;
 
@@ -36,6 +36,8 @@ pub const START_RESERVE: Duration = Duration::from_millis(1500);
 /// A send must be over this long before the deadline, to leave time to release or complete the
 /// claim and answer.
 pub const SEND_RESERVE: Duration = Duration::from_millis(500);
+/// The batch answers this long before the deadline, whatever is still running.
+pub const ANSWER_RESERVE: Duration = Duration::from_millis(250);
 
 #[derive(Clone)]
 pub struct State {
@@ -44,6 +46,8 @@ pub struct State {
     pub idempotency: IdempotencyStore,
     pub from: EmailAddress,
     pub concurrency: usize,
+    /// How long a record waits on a live claim of its key held by another delivery.
+    pub inprogress_wait: Duration,
 }
 
 impl std::fmt::Debug for State {
@@ -84,6 +88,7 @@ impl State {
             idempotency: IdempotencyStore::new(aws.dynamodb.clone(), &settings.idempotency),
             from: settings.email.from.clone(),
             concurrency: settings.concurrency.max(1),
+            inprogress_wait: settings.inprogress_wait,
         })
     }
 }
@@ -132,54 +137,73 @@ impl Failure {
 }
 
 /// The batch: returns the ids of the failed records only.
+///
+/// Lambda drops the whole answer of an invocation that times out (every record comes back, sent
+/// or not), so the batch answers by [`ANSWER_RESERVE`] before the deadline whatever happens:
+/// records not started by then, or still running, are reported failed.
 pub async fn handle(state: &State, event: SqsEvent, deadline: Deadline) -> SqsBatchResponse {
-    let records = event.records;
+    let received = event.records.len();
+    let records = distinct(event.records);
     let fifo = records.iter().any(|r| r.event_source_arn.as_deref().is_some_and(|arn| arn.ends_with(".fifo")));
-    let mut response = SqsBatchResponse::default();
-    let (mut sent, mut duplicates) = (0usize, 0usize);
-    let mut count = |result: &Result<Done, Failure>| match result {
-        Ok(Done::Sent { .. }) => sent += 1,
-        Ok(Done::Duplicate { .. }) => duplicates += 1,
-        Err(_) => {}
-    };
+    let answer_by = deadline.at.checked_sub(ANSWER_RESERVE).unwrap_or(deadline.at);
+    // One slot per record, filled as records finish; `None` when cut off at `answer_by`.
+    let mut results: Vec<Option<Result<Done, Failure>>> = vec![None; records.len()];
 
     if fifo {
-        let mut stopped = false;
-        for record in &records {
-            if stopped {
-                tracing::warn!(
-                    message_id = record.message_id.as_deref(),
-                    "not processed: an earlier record of this FIFO batch failed"
-                );
-                response.add_failure(record.message_id.clone().unwrap_or_default());
-                continue;
+        let run = async {
+            for (slot, record) in results.iter_mut().zip(&records) {
+                let result = process_logged(state, record, deadline).await;
+                let failed = result.is_err();
+                *slot = Some(result);
+                if failed {
+                    break;
+                }
             }
-            let result = process_logged(state, record, deadline).await;
-            count(&result);
-            if result.is_err() {
-                stopped = true;
-                response.add_failure(record.message_id.clone().unwrap_or_default());
-            }
-        }
+        };
+        let _ = tokio::time::timeout_at(answer_by.into(), run).await;
     } else {
-        let results: Vec<(Option<String>, Result<Done, Failure>)> = futures::stream::iter(records.iter())
-            .map(|record| async move { (record.message_id.clone(), process_logged(state, record, deadline).await) })
-            .buffered(state.concurrency)
-            .collect()
-            .await;
-        for (message_id, result) in results {
-            count(&result);
-            if result.is_err() {
+        let run = futures::stream::iter(records.iter().cloned().enumerate())
+            .map(|(i, record)| async move { (i, process_logged(state, &record, deadline).await) })
+            .buffer_unordered(state.concurrency)
+            .for_each(|(i, result)| {
+                results[i] = Some(result);
+                std::future::ready(())
+            });
+        let _ = tokio::time::timeout_at(answer_by.into(), run).await;
+    }
+
+    let mut response = SqsBatchResponse::default();
+    let (mut sent, mut duplicates, mut cut_off) = (0usize, 0usize, 0usize);
+    let mut stopped = false;
+    for (record, result) in records.iter().zip(results) {
+        let message_id = record.message_id.as_deref();
+        match result {
+            Some(Ok(Done::Sent { .. })) => sent += 1,
+            Some(Ok(Done::Duplicate { .. })) => duplicates += 1,
+            Some(Err(_)) => {
+                stopped = fifo;
                 // A record without an id cannot be named; an empty id makes Lambda retry the
                 // whole batch, which loses nothing (the sent ones are duplicates next time).
-                response.add_failure(message_id.unwrap_or_default());
+                response.add_failure(message_id.unwrap_or_default().to_owned());
+            }
+            None if stopped => {
+                tracing::warn!(message_id, "not processed: an earlier record of this FIFO batch failed");
+                response.add_failure(message_id.unwrap_or_default().to_owned());
+            }
+            None => {
+                cut_off += 1;
+                tracing::warn!(message_id, "not finished before the invocation's deadline; reported for redelivery");
+                response.add_failure(message_id.unwrap_or_default().to_owned());
             }
         }
     }
+    shared::metrics::count("EmailBatchRecordsCutOff", cut_off as u64);
     tracing::info!(
-        records = records.len(),
+        records = received,
+        distinct = records.len(),
         sent,
         duplicates,
+        cut_off,
         failed = response.batch_item_failures.len(),
         fifo,
         "email batch done"
@@ -187,11 +211,40 @@ pub async fn handle(state: &State, event: SqsEvent, deadline: Deadline) -> SqsBa
     response
 }
 
+/// The batch without repeated `messageId`s: SQS may hand the same message twice in one batch
+/// (a redelivery racing the first receive); it is processed once, and its one outcome answers
+/// for both copies (`batchItemFailures` names message ids, not positions).
+fn distinct(records: Vec<SqsMessage>) -> Vec<SqsMessage> {
+    let mut seen = std::collections::HashSet::new();
+    let before = records.len();
+    let kept: Vec<SqsMessage> = records
+        .into_iter()
+        .filter(|r| match r.message_id.as_deref() {
+            Some(id) => seen.insert(id.to_owned()),
+            None => true,
+        })
+        .collect();
+    if kept.len() < before {
+        let repeated = before - kept.len();
+        tracing::warn!(repeated, "the same messageId more than once in one batch; processed once");
+        shared::metrics::count("EmailBatchRepeatedMessageIds", repeated as u64);
+    }
+    kept
+}
+
 /// [`process`] with one log line per record saying what happened.
 async fn process_logged(state: &State, record: &SqsMessage, deadline: Deadline) -> Result<Done, Failure> {
     let message_id = record.message_id.as_deref().unwrap_or("");
     let receive_count = record.attributes.get("ApproximateReceiveCount").map(String::as_str);
     let result = process(state, record, deadline).await;
+    if receive_count.and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n > 1) {
+        shared::metrics::count("EmailsRetried", 1);
+    }
+    match &result {
+        Ok(Done::Sent { .. }) => shared::metrics::count("EmailsSent", 1),
+        Ok(Done::Duplicate { .. }) => shared::metrics::count("EmailsDuplicate", 1),
+        Err(failure) => shared::metrics::count_by("EmailsFailed", &[("kind", failure.kind.as_str())], 1),
+    }
     match &result {
         Ok(Done::Sent { template, provider_id }) => tracing::info!(
             message_id,
@@ -243,10 +296,18 @@ pub async fn process(state: &State, record: &SqsMessage, deadline: Deadline) -> 
         .map_err(|e| Failure::permanent(format!("cannot render: {e}")).of(template))?;
 
     let key = format!("email:{}", job.idempotency_key);
-    let claim = match state.idempotency.claim(&key, deadline.epoch_ms).await {
+    // The job as parsed, re-serialised: the same job sent twice has the same fingerprint
+    // whatever the producer's JSON formatting.
+    let payload = Fingerprint::of(job.to_json().as_bytes());
+    // Wait for another delivery of the key, but never into the time this record needs.
+    let wait = state.inprogress_wait.min(deadline.remaining().saturating_sub(START_RESERVE));
+    let claim = match state.idempotency.claim_waiting(&key, &payload, deadline.epoch_ms, wait).await {
         Ok(Claim::Acquired(claim)) => claim,
         Ok(Claim::Completed) => return Ok(Done::Duplicate { template }),
         Ok(Claim::InProgress(held)) => return Err(Failure::transient(held.to_string()).of(template)),
+        Err(e @ IdempotencyError::PayloadMismatch { .. }) => {
+            return Err(Failure::permanent(format!("refused: {e}")).of(template));
+        }
         Err(e) => return Err(Failure::transient(format!("idempotency store: {e}")).of(template)),
     };
 

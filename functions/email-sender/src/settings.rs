@@ -13,6 +13,9 @@ pub struct Settings {
     pub idempotency: IdempotencySettings,
     /// How many records of a batch are in flight at once (FIFO batches: one).
     pub concurrency: usize,
+    /// How long a record waits on another delivery's live claim of its key before it is reported
+    /// failed (`EMAIL_INPROGRESS_WAIT_MS`, 0 to 10000, default 0: report at once).
+    pub inprogress_wait: std::time::Duration,
 }
 
 impl FromEnv for Settings {
@@ -21,6 +24,7 @@ impl FromEnv for Settings {
             email: EmailSettings::from_env(&mut env),
             idempotency: IdempotencySettings::from_env(&mut env),
             concurrency: env.int_in("EMAIL_CONCURRENCY", DEFAULT_CONCURRENCY, 1..=64) as usize,
+            inprogress_wait: env.millis("EMAIL_INPROGRESS_WAIT_MS", 0, 0..=10_000),
         };
         env.finish(settings)
     }
@@ -40,6 +44,7 @@ mod tests {
         };
         let s = Settings::from_env(EnvReader::from_fn(vars)).unwrap();
         assert_eq!(s.concurrency, 8);
+        assert!(s.inprogress_wait.is_zero());
         let err =
             Settings::from_env(EnvReader::from_fn(|k| (k == "EMAIL_CONCURRENCY").then(|| "0".into()))).unwrap_err();
         let names: Vec<_> = err.problems.iter().map(|p| p.variable.as_str()).collect();

@@ -3,7 +3,10 @@
 //!
 //! - a delivery we refuse (signature, body, method) is a precise 4xx: retrying will not help;
 //! - an event another delivery is processing is 409 with `Retry-After`: come back when it is done;
-//! - a store that did not answer is 503, anything else that failed after the claim is 500: the
+//! - an event id already seen with another payload is 409 `event-payload-mismatch` without
+//!   `Retry-After`, and an error in the log: a replay with a changed body is never acknowledged;
+//! - a store that did not answer is 503, a thin event the Stripe API would not give is 502/504
+//!   (503 without `STRIPE_API_KEY`), anything else that failed after the claim is 500: the
 //!   claim was released, and the retry does the work again.
 //!
 //! Acknowledged-but-not-retried outcomes (an order that does not exist, a payment that does not
@@ -14,7 +17,7 @@ use lambda_http::http::header::{self, HeaderValue};
 use shared::email::EmailQueueError;
 use shared::http::Problem;
 use shared::idempotency::{IdempotencyError, InProgress};
-use shared::payments::{InvalidEvent, OrdersError, SignatureError};
+use shared::payments::{InvalidEvent, OrdersError, SignatureError, StripeApiError};
 
 /// Why a delivery was not answered 200.
 #[derive(Debug)]
@@ -29,8 +32,16 @@ pub enum WebhookError {
     Orders(OrdersError),
     /// The confirmation email could not be queued after the order was paid.
     EmailQueue(Box<EmailQueueError>),
+    /// A thin event could not be fetched from the Stripe API (after the claim: released).
+    StripeApi(StripeApiError),
     /// Something of ours failed after the claim (logged where it happened).
     Internal,
+}
+
+impl From<StripeApiError> for WebhookError {
+    fn from(e: StripeApiError) -> Self {
+        Self::StripeApi(e)
+    }
 }
 
 impl From<Problem> for WebhookError {
@@ -87,6 +98,16 @@ impl From<WebhookError> for Problem {
             )
             .with_extra(serde_json::json!({ "key": held.key }))
             .with_header(header::RETRY_AFTER, HeaderValue::from_static("5")),
+            WebhookError::Idempotency(IdempotencyError::PayloadMismatch { key, .. }) => {
+                // Logged as an error where it was found (shared::idempotency); never acknowledged.
+                Problem::new(
+                    StatusCode::CONFLICT,
+                    "event-payload-mismatch",
+                    "Event replayed with another payload",
+                    "this event id was processed with a different payload; the delivery is refused",
+                )
+                .with_extra(serde_json::json!({ "key": key }))
+            }
             WebhookError::Idempotency(e) => {
                 tracing::error!(error = %e, "idempotency store failed");
                 match e {
@@ -96,7 +117,9 @@ impl From<WebhookError> for Problem {
                     IdempotencyError::InvalidKey => {
                         Problem::bad_request("invalid-key", "Invalid idempotency key", e.to_string())
                     }
-                    IdempotencyError::Malformed(_) | IdempotencyError::ClaimLost(_) => Problem::internal(),
+                    IdempotencyError::Malformed(_)
+                    | IdempotencyError::ClaimLost(_)
+                    | IdempotencyError::PayloadMismatch { .. } => Problem::internal(),
                 }
             }
             WebhookError::Orders(e) => {
@@ -106,6 +129,22 @@ impl From<WebhookError> for Problem {
             WebhookError::EmailQueue(e) => {
                 tracing::error!(error = %e, "email queue failed");
                 Problem::internal()
+            }
+            WebhookError::StripeApi(e) => {
+                tracing::error!(error = %e, "could not fetch the thin event from the Stripe API");
+                match e {
+                    // 502/504 with the upstream status: Stripe delivers again later.
+                    StripeApiError::Outbound(e) => e.into(),
+                    StripeApiError::NotConfigured => {
+                        Problem::unavailable("thin events need STRIPE_API_KEY; this delivery is retried")
+                    }
+                    StripeApiError::Unexpected(_) => Problem::new(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream-unexpected",
+                        "Unexpected upstream answer",
+                        "the Stripe API answered something other than the event or object asked for",
+                    ),
+                }
             }
             WebhookError::Internal => Problem::internal(),
         }

@@ -4,8 +4,16 @@
 //! 2. The raw body (lambda_http has already decoded `isBase64Encoded`) is verified against
 //!    `Stripe-Signature`; every refusal is a precise 400.
 //! 3. Types we do not handle are acknowledged (200) and logged, without a claim.
-//! 4. The event id is claimed in the idempotency table until this invocation's deadline:
-//!    a COMPLETED record → 200 `{"received":true,"duplicate":true}`; a live INPROGRESS one → 409.
+//! 4. The event id is claimed in the idempotency table until this invocation's deadline, with a
+//!    fingerprint of what must not change between deliveries (a snapshot's type, creation time
+//!    and `data`; a thin event's type, creation time and related object): a COMPLETED record →
+//!    200 `{"received":true,"duplicate":true}`; a live INPROGRESS one → 409; a record of the id
+//!    with another fingerprint → 409 `event-payload-mismatch` and an error in the log.
+//!
+//!    A thin event (`"object": "v2.core.event"`, an event destination's notification) is
+//!    fetched only now, by the one delivery holding the claim: `GET /v2/core/events/{id}`, then
+//!    its `related_object`, through `shared::outbound` (shared::payments::thin). The effects
+//!    are then the same as for the snapshot event of the same v1 type.
 //! 5. Effects run; success → record COMPLETED, 200. Failure → record deleted, 500, and Stripe
 //!    retries. Every effect is safe to repeat after a partial failure: the order update is
 //!    conditional (a retry finds the order paid by this same PaymentIntent and goes on), and the
@@ -24,9 +32,10 @@ use shared::clock::now_ms;
 use shared::deadline::Deadline;
 use shared::email::{EmailAddress, EmailJob, EmailQueue, LineItem, OrderConfirmation};
 use shared::http::{self, Problem};
-use shared::idempotency::{Claim, IdempotencyStore};
+use shared::idempotency::{Claim, Fingerprint, IdempotencyStore};
 use shared::payments::{CancelSubscription, MarkPaid, Order, OrderId, OrdersRepo, Payment, SubscriptionsRepo};
 use shared::payments::{Event, Handled, PaymentIntent, SIGNATURE_HEADER, SignatureError, Subscription, Verifier};
+use shared::payments::{StripeApi, ThinEvent};
 
 use crate::error::WebhookError;
 use crate::settings::Settings;
@@ -36,6 +45,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// How long a claim is held when there is no Lambda deadline to go by (the handler called
 /// outside a Lambda runtime, as tests do): the template's function timeout.
 pub const CLAIM_WITHOUT_DEADLINE: Duration = Duration::from_secs(10);
+/// The Stripe API reads of a thin event end this long before the deadline, leaving time for the
+/// effects and the answer.
+pub const FETCH_RESERVE: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug)]
 pub struct State {
@@ -44,17 +56,19 @@ pub struct State {
     pub orders: OrdersRepo,
     pub subscriptions: SubscriptionsRepo,
     pub email: EmailQueue,
+    pub stripe: StripeApi,
 }
 
 impl State {
-    pub fn new(settings: &Settings, aws: &AwsClients) -> Self {
-        Self {
+    pub fn new(settings: &Settings, aws: &AwsClients) -> Result<Self, shared::outbound::OutboundError> {
+        Ok(Self {
             verifier: Verifier::new(&settings.verifier),
             idempotency: IdempotencyStore::new(aws.dynamodb.clone(), &settings.idempotency),
             orders: OrdersRepo::new(aws.dynamodb.clone(), &settings.orders_table),
             subscriptions: SubscriptionsRepo::new(aws.dynamodb.clone(), &settings.subscriptions_table),
             email: EmailQueue::new(aws.sqs.clone(), &settings.email_queue_url),
-        }
+            stripe: StripeApi::new(&settings.stripe_api)?,
+        })
     }
 }
 
@@ -62,7 +76,7 @@ impl shared::runtime::Function for State {
     type Settings = Settings;
 
     async fn init(settings: &Settings) -> Result<Self, lambda_http::Error> {
-        Ok(Self::new(settings, &AwsClients::load(false).await))
+        Ok(Self::new(settings, &AwsClients::load(false).await)?)
     }
 }
 
@@ -97,48 +111,121 @@ async fn deliver(state: &State, req: &Request) -> Result<Response<Body>, Webhook
     let verified = state.verifier.verify(header, body, now / 1000).inspect_err(|e| {
         tracing::warn!(error = %e, "delivery refused");
     })?;
-    let event = Event::parse(body)?;
+    let deadline = match req.lambda_context_ref() {
+        Some(context) => Deadline::from_epoch_ms(context.deadline),
+        None => Deadline::after(CLAIM_WITHOUT_DEADLINE),
+    };
+    let delivery = if shared::payments::is_thin(body) {
+        Delivery::Thin(ThinEvent::parse(body)?)
+    } else {
+        Delivery::Snapshot(Event::parse(body)?)
+    };
     if verified.secret_index > 0 {
         let secret_index = verified.secret_index;
-        tracing::info!(event_id = %event.id, secret_index, "verified with a secret other than the first");
+        tracing::info!(event_id = delivery.id(), secret_index, "verified with a secret other than the first");
     }
-    let deadline_ms = match req.lambda_context_ref() {
-        Some(context) => Deadline::from_epoch_ms(context.deadline).epoch_ms,
-        None => now + CLAIM_WITHOUT_DEADLINE.as_millis() as i64,
-    };
     // No span of our own: the runtime's span is what carries the request id on every line, so
     // each line names the event itself.
-    process(state, &event, deadline_ms).await
+    let kind = delivery.kind().to_owned();
+    let result = process(state, &delivery, deadline).await;
+    let outcome = match &result {
+        Ok(Outcome::Processed) => "processed",
+        Ok(Outcome::Duplicate) => "duplicate",
+        Ok(Outcome::Ignored) => "ignored",
+        Err(WebhookError::InProgress(_)) => "in_progress",
+        Err(WebhookError::Idempotency(shared::idempotency::IdempotencyError::PayloadMismatch { .. })) => {
+            "payload_mismatch"
+        }
+        Err(_) => "failed",
+    };
+    shared::metrics::count_by("WebhookEvents", &[("event_type", &kind), ("outcome", outcome)], 1);
+    result.map(|outcome| received(outcome == Outcome::Duplicate))
 }
 
-/// Claim, effects, complete or release.
-async fn process(state: &State, event: &Event, deadline_ms: i64) -> Result<Response<Body>, WebhookError> {
-    let (id, kind) = (event.id.as_str(), event.kind.as_str());
-    let handled = event.handled()?;
-    if handled == Handled::Ignored {
-        tracing::info!(event_id = id, event_type = kind, "event type not handled; acknowledged");
-        return Ok(received(false));
+/// What was delivered: a snapshot event, or a thin notification whose event is fetched.
+enum Delivery {
+    Snapshot(Event),
+    Thin(ThinEvent),
+}
+
+impl Delivery {
+    fn id(&self) -> &str {
+        match self {
+            Delivery::Snapshot(e) => &e.id,
+            Delivery::Thin(e) => &e.id,
+        }
     }
-    let claim = match state.idempotency.claim(&event.id, deadline_ms).await? {
+
+    fn kind(&self) -> &str {
+        match self {
+            Delivery::Snapshot(e) => &e.kind,
+            Delivery::Thin(e) => &e.kind,
+        }
+    }
+
+    /// Whether the type is one we act on (decided before any claim or fetch).
+    fn handled_type(&self) -> bool {
+        let snapshot_type = match self {
+            Delivery::Snapshot(e) => Some(e.kind.as_str()),
+            Delivery::Thin(e) => e.v1_type(),
+        };
+        snapshot_type.is_some_and(|t| shared::payments::HANDLED_TYPES.contains(&t))
+    }
+
+    /// What must not change between two deliveries of the id.
+    fn fingerprint(&self) -> Fingerprint {
+        match self {
+            Delivery::Snapshot(e) => {
+                // `pending_webhooks` and `request` may differ between deliveries; these do not.
+                let canonical = json!([e.id, e.kind, e.created, e.livemode, e.data.object]);
+                Fingerprint::of(canonical.to_string().as_bytes())
+            }
+            Delivery::Thin(e) => e.fingerprint(),
+        }
+    }
+}
+
+/// A delivery answered 200.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Processed,
+    Duplicate,
+    Ignored,
+}
+
+/// Claim, (fetch,) effects, complete or release.
+async fn process(state: &State, delivery: &Delivery, deadline: Deadline) -> Result<Outcome, WebhookError> {
+    let (id, kind) = (delivery.id(), delivery.kind());
+    if !delivery.handled_type() {
+        tracing::info!(event_id = id, event_type = kind, "event type not handled; acknowledged");
+        return Ok(Outcome::Ignored);
+    }
+    let fingerprint = delivery.fingerprint();
+    let claim = match state.idempotency.claim_payload(id, &fingerprint, deadline.epoch_ms).await? {
         Claim::Acquired(claim) => claim,
         Claim::Completed => {
-            tracing::info!(event_id = id, event_type = kind, "duplicate delivery; already processed");
-            return Ok(received(true));
+            tracing::info!(event_id = id, event_type = kind, replay = true, "duplicate delivery; already processed");
+            return Ok(Outcome::Duplicate);
         }
         Claim::InProgress(busy) => {
-            tracing::info!(event_id = id, until_ms = busy.until_ms, "event is being processed by another delivery");
+            tracing::info!(
+                event_id = id,
+                replay = true,
+                until_ms = busy.until_ms,
+                "event is being processed by another delivery"
+            );
             return Err(busy.into());
         }
     };
 
-    match apply(state, event, handled).await {
+    match resolve_and_apply(state, delivery, deadline).await {
         Ok(()) => {
             if let Err(e) = state.idempotency.complete(&claim).await {
                 // The effects are done; a redelivery after the claim lapses repeats only safe steps.
                 tracing::error!(event_id = id, error = %e, "could not mark the event completed");
             }
-            tracing::info!(event_id = id, event_type = kind, "event processed");
-            Ok(received(false))
+            tracing::info!(event_id = id, event_type = kind, replay = false, "event processed");
+            Ok(Outcome::Processed)
         }
         Err(failure) => {
             if let Err(e) = state.idempotency.release(&claim).await {
@@ -148,6 +235,30 @@ async fn process(state: &State, event: &Event, deadline_ms: i64) -> Result<Respo
             Err(failure)
         }
     }
+}
+
+/// The snapshot event to act on (a thin event's is fetched now, by the claim's holder), then its
+/// effects.
+async fn resolve_and_apply(state: &State, delivery: &Delivery, deadline: Deadline) -> Result<(), WebhookError> {
+    let fetched;
+    let event = match delivery {
+        Delivery::Snapshot(event) => event,
+        Delivery::Thin(notification) => {
+            // Keep time to record the outcome and answer after the reads.
+            let read_by = deadline.at.checked_sub(FETCH_RESERVE).unwrap_or(deadline.at);
+            let event = state.stripe.event(&notification.id, read_by).await?;
+            let Some(related) = &event.related_object else {
+                tracing::warn!(event_id = %event.id, "thin event has no related object; acknowledged");
+                return Ok(());
+            };
+            let object = state.stripe.related_object(related, read_by).await?;
+            tracing::info!(event_id = %event.id, object = %related.id, "thin event fetched");
+            fetched = event.to_snapshot(object);
+            &fetched
+        }
+    };
+    let handled = event.handled()?;
+    apply(state, event, handled).await
 }
 
 async fn apply(state: &State, event: &Event, handled: Handled) -> Result<(), WebhookError> {

@@ -2,7 +2,7 @@
 
 use shared::config::{ConfigError, EnvReader, FromEnv};
 use shared::idempotency::IdempotencySettings;
-use shared::payments::VerifierSettings;
+use shared::payments::{StripeApiSettings, VerifierSettings};
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -11,6 +11,8 @@ pub struct Settings {
     pub orders_table: String,
     pub subscriptions_table: String,
     pub email_queue_url: String,
+    /// The Stripe API, for thin events (`STRIPE_API_KEY`, `STRIPE_API_BASE_URL`, `STRIPE_API_VERSION`).
+    pub stripe_api: StripeApiSettings,
 }
 
 impl FromEnv for Settings {
@@ -21,6 +23,7 @@ impl FromEnv for Settings {
             orders_table: env.required("ORDERS_TABLE", "the DynamoDB orders table name"),
             subscriptions_table: env.required("SUBSCRIPTIONS_TABLE", "the DynamoDB subscriptions table name"),
             email_queue_url: env.required("EMAIL_QUEUE_URL", "the URL of the SQS email queue"),
+            stripe_api: StripeApiSettings::from_env(&mut env),
         };
         let url = &settings.email_queue_url;
         if !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://")) {

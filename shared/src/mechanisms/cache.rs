@@ -288,7 +288,11 @@ impl Cache {
             })
             .await;
         match result {
-            Ok(n) => n == 1,
+            Ok(n) => {
+                // 0: the script refused a version older than what is there (a stale fill).
+                crate::metrics::count(if n == 1 { "CacheFills" } else { "CacheStaleRefusals" }, 1);
+                n == 1
+            }
             Err(e) => {
                 tracing::warn!(key, error = %e, "cache fill failed");
                 false
@@ -384,11 +388,15 @@ impl Cache {
         let give_up_at = deadline.at.checked_sub(self.settings.answer_reserve).unwrap_or(deadline.at);
         let mut poll = self.settings.poll_every;
         let mut holds_lock = false;
+        let mut waited = false;
         let mut tombstone = 0;
         loop {
             match self.read_or_lock(key, &lock, &token, deadline.remaining()).await {
                 Ok(Read::Hit(entry)) => match payload(&entry).map(serde_json::from_str::<Option<T>>) {
-                    Some(Ok(v)) => return Ok((v, CacheStatus::Hit)),
+                    Some(Ok(v)) => {
+                        crate::metrics::count("CacheHits", 1);
+                        return Ok((v, CacheStatus::Hit));
+                    }
                     // An entry written by another version of the code: reload and overwrite.
                     _ => tracing::warn!(key, "cache entry undecodable; treating as a miss"),
                 },
@@ -397,6 +405,11 @@ impl Cache {
                     tombstone = tomb;
                 }
                 Ok(Read::Busy) => {
+                    if !waited {
+                        // Once per read that waits, however many polls the wait takes.
+                        crate::metrics::count("CacheWaits", 1);
+                        waited = true;
+                    }
                     let now = Instant::now();
                     if now >= give_up_at {
                         tracing::warn!(key, "another caller's fill did not land before our deadline");
@@ -413,6 +426,7 @@ impl Cache {
             }
             break;
         }
+        crate::metrics::count("CacheMisses", 1);
         let loaded = match bounded(deadline, load()).await {
             Ok(v) => v,
             Err(e) => {

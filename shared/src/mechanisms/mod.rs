@@ -8,6 +8,7 @@ pub mod deadline;
 pub mod http;
 pub mod id;
 pub mod idempotency;
+pub mod metrics;
 pub mod outbound;
 pub mod runtime;
 pub mod telemetry;

@@ -32,35 +32,45 @@ pub trait Function: Sized + Sync + 'static {
 /// every invocation (and, on Managed Instances, every concurrent one) shares.
 async fn start<S: Function>() -> Result<&'static S, lambda_runtime::Error> {
     crate::telemetry::init();
+    crate::metrics::init();
     let settings = exit_on_error(S::Settings::from_env(EnvReader::from_env()));
     Ok(Box::leak(Box::new(S::init(&settings).await?)))
 }
 
 /// The whole `main` of an HTTP function (API Gateway or a Function URL).
+///
+/// Served by lambda_runtime's concurrent runner: with `AWS_LAMBDA_MAX_CONCURRENCY` above 1 it
+/// runs that many `/next` loops on the multi-threaded runtime, each invocation a task of its own
+/// with its own tracing span (request id) and deadline (its own `Context`); without it, one
+/// loop, one invocation at a time, exactly as before.
 pub fn run_http<S, F, Fut>(handle: F) -> Result<(), lambda_runtime::Error>
 where
     S: Function,
-    F: Fn(&'static S, Request) -> Fut,
+    F: Fn(&'static S, Request) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     block_on(async { serve_http(start::<S>().await?, handle).await })
 }
 
 /// The whole `main` of an event function (SQS, ...): `handle` answers every event itself.
+/// Concurrent invocations as in [`run_http`].
 pub fn run_events<S, E, R, F, Fut>(handle: F) -> Result<(), lambda_runtime::Error>
 where
     S: Function,
     E: DeserializeOwned + Send + 'static,
     R: serde::Serialize + Send + 'static,
-    F: Fn(&'static S, LambdaEvent<E>) -> Fut,
-    Fut: Future<Output = R> + 'static,
+    F: Fn(&'static S, LambdaEvent<E>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = R> + Send + 'static,
 {
     block_on(async {
         let state = start::<S>().await?;
-        let handle = &handle;
-        lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<E>| {
+        lambda_runtime::run_concurrent(lambda_runtime::service_fn(move |event: LambdaEvent<E>| {
             let answer = handle(state, event);
-            async move { Ok::<_, Infallible>(answer.await) }
+            async move {
+                let answer = answer.await;
+                crate::metrics::flush();
+                Ok::<_, Infallible>(answer)
+            }
         }))
         .await
     })
@@ -86,19 +96,23 @@ where
     builder.enable_all().build()?.block_on(main)
 }
 
-/// Serves API Gateway / Function URL requests with `handle` over `state` (built once, in `main`).
-/// A handler answers every request itself, refusals included (problem+json), so the service
-/// never fails an invocation.
-pub async fn serve_http<'a, S, F, Fut>(state: &'a S, handle: F) -> Result<(), lambda_http::Error>
+/// Serves API Gateway / Function URL requests with `handle` over `state` (built once, in `main`),
+/// concurrently when `AWS_LAMBDA_MAX_CONCURRENCY` asks for it. A handler answers every request
+/// itself, refusals included (problem+json), so the service never fails an invocation.
+pub async fn serve_http<S, F, Fut>(state: &'static S, handle: F) -> Result<(), lambda_http::Error>
 where
     S: Sync,
-    F: Fn(&'a S, Request) -> Fut,
-    Fut: Future<Output = Response<Body>> + Send + 'a,
+    F: Fn(&'static S, Request) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    let handle = &handle;
-    lambda_http::run(lambda_http::service_fn(move |req: Request| {
+    lambda_http::run_concurrent(lambda_http::service_fn(move |req: Request| {
         let answer = handle(state, req);
-        async move { Ok::<_, Infallible>(answer.await) }
+        async move {
+            let answer = answer.await;
+            // Once per invocation, after the answer is built (EMF lines: shared::metrics).
+            crate::metrics::flush();
+            Ok::<_, Infallible>(answer)
+        }
     }))
     .await
 }

@@ -1,7 +1,9 @@
 //! JSON logs for CloudWatch, one object per line.
 //!
 //! lambda_runtime opens a span per invocation that carries `requestId` (and the X-Ray trace id);
-//! printing the current span on every line is what puts the request id on each log line.
+//! printing the current span on every line is what puts the request id on each log line. With
+//! several invocations in flight (Lambda Managed Instances) each runs in its own span, so nothing
+//! per request is global and lines of concurrent invocations never borrow each other's id.
 //! The level comes from `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's advanced logging controls), else
 //! `RUST_LOG`, else `info`.
 

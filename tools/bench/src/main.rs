@@ -2,6 +2,7 @@
 //! local Runtime API of `lambda-harness`, environment included); figures go to BENCHMARKS.md and
 //! drill results to RELIABILITY.md, each with the command that produced it.
 
+mod concurrency;
 mod drill_runs;
 mod drills;
 mod drills_async;
@@ -29,6 +30,8 @@ struct Cli {
 enum Cmd {
     /// Sizes, cold init, warm latency, RSS, stampede → BENCHMARKS.md.
     Perf(Args),
+    /// Only the posts-read concurrency 1/4/16 section (the part of `perf` it writes), to `--out`.
+    Concurrency(Args),
     /// Fault drills → RELIABILITY.md; exits 1 when a drill misses its goal.
     Drill(Args),
     /// Cold starts and a warm loop of one function on one event, nothing else: the workload that
@@ -89,6 +92,14 @@ pub struct Args {
 async fn main() {
     match Cli::parse().command {
         Cmd::Perf(args) => perf::run(&args).await,
+        Cmd::Concurrency(args) => {
+            let env = lambda_harness::env::read_env_file(&args.env_file).expect("env file");
+            let hit = perf::read_event(&args.events, "posts-read/get-hit.json");
+            let n = args.warm_invocations.max(200);
+            let md = concurrency::section(&args.bin_dir.join("posts-read"), &env, &hit, n).await;
+            std::fs::write(&args.out, md).expect("write the section");
+            println!("wrote {}", args.out.display());
+        }
         Cmd::Exercise { bin, env_file, event, colds, warm } => {
             let env = lambda_harness::env::read_env_file(&env_file).expect("env file");
             let text = std::fs::read_to_string(&event).expect("event file");

@@ -269,6 +269,9 @@ pub async fn run(args: &Args) {
 
     md.push_str(&stripe_verification_throughput());
 
+    let n = (args.warm_invocations * 2).max(200);
+    md.push_str(&crate::concurrency::section(&bin, &env, &hit, n).await);
+
     let (ok, reads) =
         stampede(&bin, &env, &read_event(&args.events, "posts-read/get-hit.json"), &redis_url, "post:1").await;
     md.push_str("## Stampede guard (posts-read)\n\n");

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -145,6 +146,11 @@ struct State {
     first_poll: watch::Sender<Option<Instant>>,
     init_error: watch::Sender<Option<InitFailure>>,
     function_arn: Mutex<String>,
+    /// Invocations handed to the function by `/next` and not answered yet, and the most there
+    /// ever were at once: how many invocations one process really had in flight (Lambda
+    /// Managed Instances run several at a time in one execution environment).
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
 }
 
 impl State {
@@ -171,6 +177,8 @@ impl RuntimeApi {
             first_poll: watch::Sender::new(None),
             init_error: watch::Sender::new(None),
             function_arn: Mutex::new(function_arn("function", "us-east-1")),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
         });
         let server = tokio::spawn(serve(listener, Arc::clone(&state)));
         Ok(RuntimeApi { inner: Arc::new(Inner { addr, state, server }) })
@@ -192,6 +200,11 @@ impl RuntimeApi {
     pub fn set_function(&self, name: &str, region: &str) {
         let arn = function_arn(name, region);
         *self.inner.state.function_arn.lock().unwrap_or_else(PoisonError::into_inner) = arn;
+    }
+
+    /// The most invocations the function held at once (handed out by `/next`, not yet answered).
+    pub fn max_in_flight(&self) -> usize {
+        self.inner.state.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// The instant of the first `GET /next`: when the function finished initialising.
@@ -395,6 +408,8 @@ async fn next(state: &State) -> Reply {
         insert(headers, "lambda-runtime-deadline-ms", &event.deadline_ms.to_string());
         insert(headers, "lambda-runtime-invoked-function-arn", &state.function_arn());
         insert(headers, "lambda-runtime-trace-id", &event.trace_id);
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.max_in_flight.fetch_max(now, Ordering::SeqCst);
         return response;
     }
 }
@@ -436,6 +451,7 @@ async fn answer(state: &State, request_id: &str, req: Request<Incoming>, is_erro
     match state.pending().remove(request_id) {
         // The waiting side may have just given up; then nobody needs the answer.
         Some(waiter) => {
+            state.in_flight.fetch_sub(1, Ordering::SeqCst);
             let _ = waiter.send(answer);
             reply
         }

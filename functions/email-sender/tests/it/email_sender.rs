@@ -15,7 +15,7 @@ use shared::clock::now_ms;
 use shared::deadline::Deadline;
 use shared::email::transport::{SendOptions, Sent, Transport, TransportError};
 use shared::email::{EmailMessage, FailureKind};
-use shared::idempotency::Claim;
+use shared::idempotency::{Claim, Fingerprint};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -321,6 +321,95 @@ async fn records_are_not_started_when_the_deadline_is_near() {
     let recorder = Arc::new(Recorder::default());
     let state = State::with_transport(&f.settings(&[]), &f.aws, recorder.clone()).unwrap();
     let response = handle(&state, batch(2, &f.queue_arn), Deadline::after(Duration::from_millis(500))).await;
+    assert_eq!(failed_ids(&response), ["m0", "m1"]);
+    assert!(recorder.sent.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_same_message_id_twice_in_one_batch_sends_one_email_and_reports_nothing() {
+    let f = fixture(true).await;
+    // Slow sends and room for both copies at once: without the batch's own dedup the second copy
+    // would find the first's live claim and be reported failed (and redelivered) although sent.
+    let recorder = Arc::new(Recorder { delay: Duration::from_millis(200), ..Recorder::default() });
+    let state = State::with_transport(&f.settings(&[]), &f.aws, recorder.clone()).unwrap();
+    let mut event = batch(2, &f.queue_arn);
+    let copy = event.records[0].clone();
+    event.records.insert(1, copy);
+    assert_eq!(event.records.iter().filter(|r| r.message_id.as_deref() == Some("m0")).count(), 2);
+    let response = handle(&state, event, deadline()).await;
+    assert!(failed_ids(&response).is_empty(), "{:?}", failed_ids(&response));
+    let mut sent = recorder.sent.lock().unwrap().clone();
+    sent.sort();
+    assert_eq!(sent, ["b0@example.com", "b1@example.com"]);
+}
+
+#[tokio::test]
+async fn a_key_in_progress_elsewhere_is_waited_for_and_then_answered_as_a_duplicate() {
+    let f = fixture(true).await;
+    let recorder = Arc::new(Recorder::default());
+    let settings = f.settings(&[("EMAIL_INPROGRESS_WAIT_MS", "8000")]);
+    let state = State::with_transport(&settings, &f.aws, recorder.clone()).unwrap();
+    let event = batch(1, &f.queue_arn);
+    let job = shared::email::EmailJob::from_json(event.records[0].body.as_deref().unwrap()).unwrap();
+    let key = format!("email:{}", job.idempotency_key);
+    let payload = Fingerprint::of(job.to_json().as_bytes());
+    // Another delivery holds the key for the next minute, and completes it a little later.
+    let Claim::Acquired(held) = state.idempotency.claim_payload(&key, &payload, now_ms() + 60_000).await.unwrap()
+    else {
+        panic!("the other delivery's claim")
+    };
+    let other = state.idempotency.clone();
+    let finisher = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        other.complete(&held).await.unwrap();
+    });
+    let done = email_sender::handler::process(&state, &event.records[0], deadline()).await;
+    finisher.await.unwrap();
+    assert_eq!(done, Ok(email_sender::handler::Done::Duplicate { template: job.content.template() }));
+    assert!(recorder.sent.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_job_replayed_with_another_payload_under_the_same_key_is_refused_not_sent() {
+    let f = fixture(true).await;
+    let recorder = Arc::new(Recorder::default());
+    let state = State::with_transport(&f.settings(&[]), &f.aws, recorder.clone()).unwrap();
+    let first = order_job("ord_replayed", "buyer@example.com", vec![item("Mug", 1, 500)]);
+    let mut altered = order_job("ord_replayed", "attacker@example.com", vec![item("Mug", 1, 500)]);
+    altered.idempotency_key = first.idempotency_key.clone();
+    let event = |id: &str, job: &shared::email::EmailJob| {
+        let mut e = SqsEvent::default();
+        e.records.push(record(id, job.to_json(), &f.queue_arn));
+        e
+    };
+    assert!(failed_ids(&handle(&state, event("m0", &first), deadline()).await).is_empty());
+    let failure =
+        email_sender::handler::process(&state, &event("m1", &altered).records[0], deadline()).await.unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Permanent, "{failure:?}");
+    assert!(failure.reason.contains("another payload"), "{}", failure.reason);
+    assert_eq!(*recorder.sent.lock().unwrap(), ["buyer@example.com"]);
+}
+
+#[tokio::test]
+async fn a_batch_near_its_deadline_reports_the_records_it_did_not_start() {
+    let f = fixture(true).await;
+    // One at a time, each send taking 1 s, 2.2 s left: the first starts with more than the
+    // 1.5 s reserve, the next ones would start with about 1.2 s left and are not started.
+    let recorder = Arc::new(Recorder { delay: Duration::from_secs(1), ..Recorder::default() });
+    let state = State::with_transport(&f.settings(&[("EMAIL_CONCURRENCY", "1")]), &f.aws, recorder.clone()).unwrap();
+    let response = handle(&state, batch(3, &f.queue_arn), Deadline::after(Duration::from_millis(2200))).await;
+    assert_eq!(failed_ids(&response), ["m1", "m2"]);
+    assert_eq!(*recorder.sent.lock().unwrap(), ["b0@example.com"]);
+}
+
+#[tokio::test]
+async fn a_send_still_running_at_the_deadline_is_reported_and_the_batch_still_answers() {
+    let f = fixture(true).await;
+    // A provider that hangs past the invocation: the batch must answer before Lambda's timeout
+    // would drop its whole partial response.
+    let recorder = Arc::new(Recorder { delay: Duration::from_secs(120), ..Recorder::default() });
+    let state = State::with_transport(&f.settings(&[]), &f.aws, recorder.clone()).unwrap();
+    let response = handle(&state, batch(2, &f.queue_arn), Deadline::after(Duration::from_millis(2500))).await;
     assert_eq!(failed_ids(&response), ["m0", "m1"]);
     assert!(recorder.sent.lock().unwrap().is_empty());
 }

@@ -572,3 +572,186 @@ async fn other_methods_and_paths_are_problems() {
     let r = handle(&f.state, get("/nothing/here")).await;
     assert_eq!(r.status(), 404);
 }
+
+/// An API Gateway HTTP API (payload 2.0) event for `GET {path}?{query}`.
+fn http_api_event(path: &str, query: &str) -> serde_json::Value {
+    serde_json::json!({
+        "version": "2.0",
+        "routeKey": "GET /posts",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": {"accept": "application/json", "host": "abc123.execute-api.us-east-1.amazonaws.com"},
+        "queryStringParameters": query.split('&').filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v))).collect::<serde_json::Map<_, _>>(),
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "abc123", "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "test"},
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef", "routeKey": "GET /posts", "stage": "$default",
+            "time": "26/Nov/2026:12:00:00 +0000", "timeEpoch": 1795694400000u64
+        },
+        "isBase64Encoded": false
+    })
+}
+
+/// One posts-read process on a Lambda Managed Instances setting (`AWS_LAMBDA_MAX_CONCURRENCY=16`)
+/// holds 16 invocations at once (counted by the Runtime API it polls, not by the function): all
+/// are answered correctly, their one shared Redis connection and DynamoDB client make one Query
+/// for the 16 cold misses (the stampede guard works across concurrent invocations of one
+/// process), and each log line keeps its own invocation's request id.
+#[tokio::test]
+async fn one_process_with_sixteen_invocations_in_flight_answers_every_one() {
+    const IN_FLIGHT: usize = 16;
+    let f = fixture().await;
+    for i in 0..14u32 {
+        f.repo.put(&post(&format!("c{i:02}"), true, &at(i))).await.unwrap();
+    }
+    let mut env: Vec<(String, String)> = f.env.clone().into_iter().collect();
+    env.extend(
+        [
+            ("AWS_ENDPOINT_URL", f.meter.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_LAMBDA_MAX_CONCURRENCY", IN_FLIGHT.to_string()),
+            // lambda_runtime's trace line of each event is inside that invocation's span.
+            ("RUST_LOG", "info,lambda_runtime::layers=trace".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let options = lambda_harness::SpawnOptions { env, ..Default::default() };
+    let function = lambda_harness::Function::start(env!("CARGO_BIN_EXE_posts-read"), &options).await.expect("spawn");
+    if let Err(e) = function.wait_ready(Duration::from_secs(60)).await {
+        panic!("init failed: {e}\n{}", function.logs());
+    }
+    // Each cold miss waits on the slow Query long enough for all 16 to be handed out at once.
+    f.meter.set_query_delay(Duration::from_millis(1500));
+    f.meter.take();
+    let event = http_api_event("/posts", "limit=10");
+    let answers =
+        futures::future::join_all((0..IN_FLIGHT).map(|_| function.invoke(&event, Duration::from_secs(30)))).await;
+    f.meter.set_query_delay(Duration::ZERO);
+    let expected: Vec<String> = (4..14).rev().map(|i| format!("c{i:02}")).collect();
+    let mut request_ids = HashSet::new();
+    for answer in &answers {
+        let answer = answer.as_ref().unwrap_or_else(|e| panic!("{e}\n{}", function.logs()));
+        assert_eq!(answer.status_code(), Some(200), "{:?}", answer.json());
+        let body: serde_json::Value = serde_json::from_str(answer.json().unwrap()["body"].as_str().unwrap()).unwrap();
+        assert_eq!(ids(&body), expected);
+        request_ids.insert(answer.request_id.clone());
+    }
+    assert_eq!(function.api().max_in_flight(), IN_FLIGHT, "all {IN_FLIGHT} were in the process at once");
+    assert_eq!(f.meter.take().queries, 1, "one Query for the {IN_FLIGHT} concurrent misses");
+
+    // And a warm hit after them, at concurrency 16 too.
+    let hit = function.invoke(&event, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(hit.status_code(), Some(200));
+    let report = function.stop().await;
+    assert!(!report.logs.contains("panicked"), "{}", report.logs);
+    // Every invocation's log lines carry its own request id (a span per invocation, no global).
+    let logged: HashSet<String> = report
+        .logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|l| l["span"]["requestId"].as_str().map(str::to_owned))
+        .collect();
+    assert!(request_ids.is_subset(&logged), "request ids in the logs: {logged:?}\n{}", report.logs);
+    emf::assert_valid_lines(&report.logs, "posts-read", &["CacheMisses", "CacheHits"]);
+}
+
+/// CloudWatch Embedded Metric Format: the structure of its JSON schema (the `_aws` root member,
+/// `Timestamp`, `CloudWatchMetrics` directives with `Namespace`, `Dimensions` and `Metrics`; the
+/// limits CloudWatch enforces), checked on every line that claims to be EMF.
+mod emf {
+    use serde_json::Value;
+
+    const UNITS: [&str; 27] = [
+        "Seconds",
+        "Microseconds",
+        "Milliseconds",
+        "Bytes",
+        "Kilobytes",
+        "Megabytes",
+        "Gigabytes",
+        "Terabytes",
+        "Bits",
+        "Kilobits",
+        "Megabits",
+        "Gigabits",
+        "Terabits",
+        "Percent",
+        "Count",
+        "Bytes/Second",
+        "Kilobytes/Second",
+        "Megabytes/Second",
+        "Gigabytes/Second",
+        "Terabytes/Second",
+        "Bits/Second",
+        "Kilobits/Second",
+        "Megabits/Second",
+        "Gigabits/Second",
+        "Terabits/Second",
+        "Count/Second",
+        "None",
+    ];
+
+    fn string_1_to(v: &Value, max: usize, what: &str) -> String {
+        let s = v.as_str().unwrap_or_else(|| panic!("{what} is not a string: {v}"));
+        assert!((1..=max).contains(&s.len()), "{what} length {} not in 1..={max}", s.len());
+        s.to_owned()
+    }
+
+    /// Validates one EMF document; returns the metric names it defines.
+    pub fn validate(doc: &Value) -> Vec<String> {
+        let root = doc.as_object().expect("an EMF document is an object");
+        let aws = root.get("_aws").and_then(Value::as_object).expect("_aws is an object");
+        let ts = aws.get("Timestamp").expect("_aws.Timestamp is required");
+        assert!(ts.as_i64().is_some_and(|t| t >= 0), "Timestamp is a non-negative integer (epoch ms): {ts}");
+        let directives = aws.get("CloudWatchMetrics").and_then(Value::as_array).expect("CloudWatchMetrics array");
+        assert!(!directives.is_empty(), "at least one metric directive");
+        let mut names = Vec::new();
+        for d in directives {
+            let d = d.as_object().expect("a metric directive is an object");
+            string_1_to(d.get("Namespace").expect("Namespace is required"), 1024, "Namespace");
+            let dimension_sets = d.get("Dimensions").and_then(Value::as_array).expect("Dimensions array");
+            for set in dimension_sets {
+                let set = set.as_array().expect("a dimension set is an array");
+                assert!(set.len() <= 30, "at most 30 dimensions per set");
+                for dim in set {
+                    let dim = string_1_to(dim, 250, "dimension name");
+                    let value = root.get(&dim).unwrap_or_else(|| panic!("dimension {dim} has no root member"));
+                    string_1_to(value, 1024, "dimension value");
+                }
+            }
+            let metrics = d.get("Metrics").and_then(Value::as_array).expect("Metrics array");
+            assert!(metrics.len() <= 100, "at most 100 metrics per directive");
+            for m in metrics {
+                let m = m.as_object().expect("a metric definition is an object");
+                let name = string_1_to(m.get("Name").expect("Name is required"), 1024, "metric name");
+                if let Some(unit) = m.get("Unit") {
+                    assert!(UNITS.contains(&unit.as_str().unwrap_or("")), "unknown unit {unit}");
+                }
+                let value = root.get(&name).unwrap_or_else(|| panic!("metric {name} has no root member"));
+                assert!(value.is_number(), "metric {name} is a number: {value}");
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// Every EMF line in `logs` validates, carries `function` = `function`, and together they
+    /// define every name of `expected`.
+    pub fn assert_valid_lines(logs: &str, function: &str, expected: &[&str]) {
+        let mut defined = Vec::new();
+        for line in logs.lines().filter(|l| l.contains("\"_aws\"")) {
+            let doc: Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("EMF line is not JSON ({e}): {line}"));
+            assert_eq!(doc["function"], function, "{line}");
+            defined.extend(validate(&doc));
+        }
+        for name in expected {
+            assert!(defined.iter().any(|d| d == name), "no EMF line defines {name}: {defined:?}");
+        }
+    }
+}

@@ -86,12 +86,19 @@ pub enum FailureKind {
     Permanent,
 }
 
-impl fmt::Display for FailureKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl FailureKind {
+    /// `transient` or `permanent` (logs, metric dimensions).
+    pub fn as_str(self) -> &'static str {
+        match self {
             FailureKind::Transient => "transient",
             FailureKind::Permanent => "permanent",
-        })
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -231,6 +231,8 @@ pub fn sign_header(secret: &str, timestamp: i64, body: &[u8]) -> String {
 pub const PAYMENT_INTENT_SUCCEEDED: &str = "payment_intent.succeeded";
 /// The event type that marks a subscription canceled.
 pub const SUBSCRIPTION_DELETED: &str = "customer.subscription.deleted";
+/// The event types [`Event::handled`] acts on; every other type is acknowledged and ignored.
+pub const HANDLED_TYPES: [&str; 2] = [PAYMENT_INTENT_SUCCEEDED, SUBSCRIPTION_DELETED];
 
 /// A verified body that is not the event we expect.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
