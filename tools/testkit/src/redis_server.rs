@@ -412,7 +412,8 @@ impl RedisCluster {
 
     /// The URL that signs in as the template's ACL user `user` (its local password).
     pub fn url_as(&self, user: &str) -> String {
-        format!("redis://{user}:{}@127.0.0.1:{}", crate::redis_acl::password(user), self.ports[0])
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://{user}:{}@127.0.0.1:{}", crate::redis_acl::password(user), self.ports[0])
     }
 }
 

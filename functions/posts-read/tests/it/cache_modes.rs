@@ -61,8 +61,13 @@ impl Fixture {
     }
 
     /// posts-write's write path (conditional write, tombstone, generation bumps), unmetered.
+    /// The write path posts-write uses, signed in to Redis as posts-write's cache user (the
+    /// posts-read user may not bump the list generation).
     fn writer(&self) -> PostWriter {
-        let mut env = testkit::env_reader(self.env.clone());
+        let mut vars = self.env.clone();
+        vars.insert("REDIS_USERNAME".into(), "posts-write".into());
+        vars.insert("REDIS_PASSWORD".into(), testkit::redis_acl::password("posts-write"));
+        let mut env = testkit::env_reader(vars);
         let redis = Arc::new(RedisStore::new(RedisSettings::from_env(&mut env)).unwrap());
         PostWriter::new(
             CachedPosts::new(self.repo.clone(), Cache::new(redis, CacheSettings::default())),
