@@ -228,6 +228,14 @@ def run_api(args):
                   "sam local start-api decodes %2F before routing", flush=True)
             skipped += 1
             continue
+        names = [c.split("=", 1)[0] for c in event.get("cookies") or []]
+        if len(names) != len(set(names)):
+            # SAM's local API rebuilds the event's `cookies` from a parsed cookie jar, which keeps one
+            # value per name; API Gateway passes every cookie on. `sam local invoke` covers it.
+            print(f"skip {entry['function']} {method} {target} ({entry['event']}): "
+                  "sam local start-api keeps one cookie per name", flush=True)
+            skipped += 1
+            continue
         status, got_headers, body = send(args.api_url, method, target, headers, data)
         label = f"{entry['function']} {method} {target.split('?')[0]} ({entry['event']})"
         if method == "OPTIONS":
