@@ -14,26 +14,13 @@
 
 use lambda_http::Request;
 use lambda_http::http::{StatusCode, header};
-use shared::http::{Cors, Problem};
+use shared::http::{Cors, Problem, cookie_values};
 
 /// `__Host-`: the browser only accepts this cookie from our own host over HTTPS, with `Path=/`
 /// and no `Domain`, so no sibling subdomain can set or shadow it (README, "Sessions").
 pub const COOKIE: &str = "__Host-refresh_token";
 /// `__Host-` cookies must have `Path=/`.
 pub const COOKIE_PATH: &str = "/";
-
-/// Every value of cookie `name` in the request's `Cookie` header(s).
-pub fn cookie_values<'a>(req: &'a Request, name: &str) -> Vec<&'a str> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(k, _)| k.trim() == name)
-        .map(|(_, v)| v.trim().trim_matches('"'))
-        .collect()
-}
 
 /// The refresh-token cookie: `None` without one, 400 with more than one.
 pub fn refresh_cookie(req: &Request) -> Result<Option<&str>, Problem> {

@@ -267,21 +267,7 @@ pub fn logout_all(bearer: Option<&str>) -> Request {
 
 // ---- responses --------------------------------------------------------------------------------
 
-pub fn text(response: &Response<Body>) -> String {
-    match response.body() {
-        Body::Text(t) => t.clone(),
-        Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
-        _ => String::new(),
-    }
-}
-
-pub fn json(response: &Response<Body>) -> serde_json::Value {
-    serde_json::from_str(&text(response)).unwrap_or(serde_json::Value::Null)
-}
-
-pub fn header<'a>(response: &'a Response<Body>, name: &str) -> Option<&'a str> {
-    response.headers().get(name).and_then(|v| v.to_str().ok())
-}
+pub use testkit::http::{header, json, text};
 
 /// The new refresh token of a 200 from /auth/refresh: from the cookie when the request used the
 /// cookie (and then never in the body), from the body when it used the body (and then no cookie).

@@ -1,19 +1,22 @@
-//! Cookies: reading one from the `Cookie` header(s) and setting an HttpOnly one.
+//! Cookies: reading every value of one from the `Cookie` header(s), and setting an HttpOnly one.
 
 use http::header::{self, HeaderValue};
 use lambda_http::{Body, Request, Response};
 
-/// The value of cookie `name` from the `Cookie` header(s). API Gateway payload 2.0 moves cookies
-/// to a `cookies` array, which lambda_http joins back into a `Cookie` header.
-pub fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+/// Every value of cookie `name` in the `Cookie` header(s), in order: a caller that must refuse a
+/// second cookie of the same name (one planted by a sibling subdomain) can see it. API Gateway
+/// payload 2.0 moves cookies to a `cookies` array, which lambda_http joins back into a `Cookie`
+/// header.
+pub fn cookie_values<'a>(req: &'a Request, name: &str) -> Vec<&'a str> {
     req.headers()
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"'))
+        .filter(|(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim().trim_matches('"'))
+        .collect()
 }
 
 /// A `Set-Cookie` for an HttpOnly, Secure, SameSite=Strict cookie scoped to `path`.

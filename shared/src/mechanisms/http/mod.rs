@@ -14,7 +14,7 @@ pub mod respond;
 pub mod routes;
 mod upstream;
 
-pub use cookies::{cookie, set_cookie};
+pub use cookies::{cookie_values, set_cookie};
 pub use cors::{API_METHODS, Cors};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use request::{body_bytes, int_param, json_body, path_segments, query_param};
