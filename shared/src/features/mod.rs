@@ -1,7 +1,6 @@
 //! Features: one folder per domain, built on the mechanisms. A feature may use another feature's
 //! types (a post's author is an [`auth::UserId`]), never a function's policy.
 
-#[allow(missing_docs)] // documented with the sessions rework
 pub mod auth;
 pub mod email;
 pub mod payments;

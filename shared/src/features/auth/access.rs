@@ -27,22 +27,36 @@ use crate::config::{EnvReader, Secret};
 
 /// Seconds of clock skew tolerated on `exp`, `nbf` and `iat` between the minting and verifying hosts.
 pub const LEEWAY_SECS: u64 = 5;
+/// The `iss` minted and required when `JWT_ISSUER` is unset.
 pub const DEFAULT_ISSUER: &str = "rust-serverless-bundle";
+/// The `aud` minted and required when `JWT_AUDIENCE` is unset.
 pub const DEFAULT_AUDIENCE: &str = "rust-serverless-bundle-api";
 /// Public keys a verifier holds at once: the current one and the next (or previous) during a roll.
 pub const MAX_PUBLIC_KEYS: usize = 4;
 /// Tokens far larger than anything we mint are refused before any parsing.
 const MAX_TOKEN_CHARS: usize = 2048;
 
+/// The claims of an access token: what [`AccessTokenSigner::mint`] writes and
+/// [`AccessTokens::verify`] returns.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
+    /// The user the token acts for: a [`UserId`], checked on every verify.
     pub sub: String,
+    /// When the token was minted, in seconds since the Unix epoch.
     pub iat: u64,
+    /// Not valid before this, in seconds since the Unix epoch: minted equal to `iat`, optional when
+    /// verifying.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
+    /// When the token stops being accepted, in seconds since the Unix epoch (`iat` plus the
+    /// access-token TTL).
     pub exp: u64,
+    /// A random id per token (UUID v4, 32 hex digits): no two tokens are alike, even for one user
+    /// in one second.
     pub jti: String,
+    /// Who minted the token: must equal the configured issuer (`JWT_ISSUER`).
     pub iss: String,
+    /// Who the token is for: must equal the configured audience (`JWT_AUDIENCE`).
     pub aud: String,
 }
 
@@ -53,12 +67,18 @@ impl AccessClaims {
     }
 }
 
+/// Why an access token was refused, or could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccessTokenError {
+    /// Past its `exp` (beyond [`LEEWAY_SECS`]): the client should refresh and try again.
     #[error("access token expired")]
     Expired,
+    /// Anything else: malformed, wrong algorithm, unknown `kid`, bad signature, issuer, audience,
+    /// times or subject.
     #[error("access token invalid")]
     Invalid,
+    /// Minting or key generation failed (an unusable signing key, an invalid key id); the text says
+    /// which.
     #[error("access token could not be signed: {0}")]
     Signing(String),
 }
@@ -73,7 +93,9 @@ fn valid_kid(kid: &str) -> bool {
 /// An Ed25519 public key under its `kid`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PublicKey {
+    /// The key id that tokens signed with this key carry in their `kid` header.
     pub kid: String,
+    /// The raw 32-byte Ed25519 public key.
     pub key: [u8; 32],
 }
 
@@ -91,6 +113,7 @@ impl PublicKey {
         valid_kid(kid).then(|| Self { kid: kid.to_owned(), key })
     }
 
+    /// The `JWT_PUBLIC_KEYS` entry for this key: what [`PublicKey::parse`] reads back.
     pub fn to_entry(&self) -> String {
         format!("{}:{}", self.kid, URL_SAFE_NO_PAD.encode(self.key))
     }
@@ -124,13 +147,18 @@ fn public_half(signing_key: &str) -> Option<[u8; 32]> {
 /// `ACCESS_TOKEN_TTL_SECONDS`.
 #[derive(Clone, Debug)]
 pub struct AccessTokenSettings {
+    /// The keys a token may be signed with, one per `kid` (at most [`MAX_PUBLIC_KEYS`]).
     pub public_keys: Vec<PublicKey>,
+    /// The `iss` every token must carry (`JWT_ISSUER`, default [`DEFAULT_ISSUER`]).
     pub issuer: String,
+    /// The `aud` every token must carry (`JWT_AUDIENCE`, default [`DEFAULT_AUDIENCE`]).
     pub audience: String,
+    /// Lifetime of a minted token, and the longest `exp − iat` a verifier accepts (default 15 min).
     pub ttl: Duration,
 }
 
 impl AccessTokenSettings {
+    /// Reads these variables; `env` records every one that is missing or invalid.
     pub fn from_env(env: &mut EnvReader<'_>) -> Self {
         let expected = "1 to 4 comma-separated kid:base64url-ed25519-public-key entries (ops keygen)";
         let entries = env.list("JWT_PUBLIC_KEYS");
@@ -162,12 +190,18 @@ impl AccessTokenSettings {
 /// the tokens it mints would be refused everywhere, its own logout-all included).
 #[derive(Clone, Debug)]
 pub struct SigningSettings {
+    /// The private key: base64url PKCS#8 of an Ed25519 key (`JWT_SIGNING_KEY`).
     pub key: Secret,
+    /// The `kid` header of minted tokens (`JWT_SIGNING_KEY_ID`).
     pub kid: String,
+    /// The verifier's settings: the signer mints with their issuer, audience and TTL, and its key
+    /// must be among their public keys.
     pub verify: AccessTokenSettings,
 }
 
 impl SigningSettings {
+    /// Reads the verifier's variables and these; `env` also records a signing key whose public half
+    /// is not listed under its kid.
     pub fn from_env(env: &mut EnvReader<'_>) -> Self {
         let verify = AccessTokenSettings::from_env(env);
         let key = env.secret("JWT_SIGNING_KEY", "base64url PKCS#8 of an Ed25519 private key (ops keygen)");
@@ -218,6 +252,8 @@ struct RawHeader {
 }
 
 impl AccessTokens {
+    /// A verifier for `settings`: EdDSA only, issuer and audience required, [`LEEWAY_SECS`] of
+    /// clock skew.
     pub fn new(settings: &AccessTokenSettings) -> Self {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = LEEWAY_SECS;
@@ -231,6 +267,7 @@ impl AccessTokens {
         Self { keys, validation, ttl: settings.ttl }
     }
 
+    /// The longest lifetime (`exp − iat`) a token may have: `ACCESS_TOKEN_TTL_SECONDS`.
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
@@ -287,6 +324,8 @@ impl std::fmt::Debug for AccessTokenSigner {
 }
 
 impl AccessTokenSigner {
+    /// A signer for `settings`, which [`SigningSettings::from_env`] has checked: a key that does
+    /// not decode makes [`mint`](Self::mint) fail, not this.
     pub fn new(settings: &SigningSettings) -> Self {
         let der = URL_SAFE_NO_PAD.decode(settings.key.expose()).unwrap_or_default();
         Self {
@@ -299,6 +338,7 @@ impl AccessTokenSigner {
         }
     }
 
+    /// Lifetime of the tokens it mints: the `expires_in` a client is told.
     pub fn ttl(&self) -> Duration {
         self.ttl
     }

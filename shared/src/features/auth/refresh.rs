@@ -50,6 +50,7 @@ pub use super::refresh_token::{FAMILY_CHARS, RefreshToken};
 /// `REFRESH_RATE_PER_MINUTE` (default 10).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefreshSettings {
+    /// The secret tokens are MAC'd with (`REFRESH_TOKEN_SECRET`).
     pub key: RefreshTokenKey,
     /// A session ends this long after its last refresh.
     pub ttl: Duration,
@@ -57,6 +58,7 @@ pub struct RefreshSettings {
     pub max_lifetime: Duration,
     /// How long after a rotation the token before it still gets the same successor.
     pub reuse_grace: Duration,
+    /// Live sessions a user may have; a sign-in beyond it ends the least recently refreshed.
     pub max_sessions_per_user: u32,
     /// Refreshes a user may make at once.
     pub rate_burst: u32,
@@ -65,8 +67,12 @@ pub struct RefreshSettings {
 }
 
 impl RefreshSettings {
+    /// Idle lifetime when `REFRESH_TOKEN_TTL_SECONDS` is unset: 7 days.
     pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+    /// Absolute lifetime when `REFRESH_SESSION_MAX_SECONDS` is unset: 30 days.
     pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+    /// Reuse grace window when `REFRESH_REUSE_GRACE_MS` is unset: 5 s, enough for two tabs or one
+    /// resent request.
     pub const DEFAULT_GRACE: Duration = Duration::from_millis(5000);
 
     /// The defaults, with `key`.
@@ -82,6 +88,8 @@ impl RefreshSettings {
         }
     }
 
+    /// Reads these variables; `env` records every one missing or out of range, and an absolute
+    /// lifetime shorter than the idle one.
     pub fn from_env(env: &mut EnvReader<'_>) -> Self {
         let d = Self::with_key(RefreshTokenKey::from_env(env));
         let settings = Self {
@@ -134,13 +142,18 @@ pub enum Rejection {
     Reused,
 }
 
+/// Why a refresh-token operation failed: the token, the rate limit, Redis, or the random source.
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
+    /// The token was refused; the reason is for the logs (clients get one and the same 401).
     #[error("refresh token rejected: {0:?}")]
     Rejected(Rejection),
     /// The user's refresh bucket is empty: try again after `retry_after`.
     #[error("too many refreshes; retry after {retry_after:?}")]
-    RateLimited { retry_after: Duration },
+    RateLimited {
+        /// Time until the user's bucket holds a token again (at least 1 ms).
+        retry_after: Duration,
+    },
     /// Redis could not be reached or is failing over: callers fail closed (503).
     #[error("token store unavailable: {0}")]
     Unavailable(#[source] RedisStoreError),
@@ -150,6 +163,8 @@ pub enum RefreshError {
     /// A script answered something it never answers.
     #[error("unexpected reply from the token store: {0}")]
     Reply(String),
+    /// The OS random source failed while choosing a family id: no session starts on weaker
+    /// randomness.
     #[error("the operating system's random source failed")]
     Random,
 }
@@ -189,7 +204,9 @@ fn millis(n: i64) -> Duration {
 /// A token the store handed out, with how long its session has left before its idle expiry.
 #[derive(Clone, Debug)]
 pub struct Issued {
+    /// The token to hand to the client.
     pub token: RefreshToken,
+    /// Time left before the session's idle (or absolute) expiry, on the Redis clock.
     pub expires_in: Duration,
 }
 
@@ -208,10 +225,12 @@ impl std::fmt::Debug for RefreshTokenStore {
 }
 
 impl RefreshTokenStore {
+    /// A store over `redis` with `settings`; nothing is sent to Redis before the first call.
     pub fn new(redis: Arc<RedisStore>, settings: RefreshSettings) -> Self {
         Self { redis, settings, scripts: Arc::new(Scripts::new()) }
     }
 
+    /// The lifetimes, caps and rate it was built with.
     pub fn settings(&self) -> &RefreshSettings {
         &self.settings
     }
@@ -317,10 +336,13 @@ impl RefreshTokenStore {
 
 // ---- sessions ---------------------------------------------------------------------------------
 
+/// Why a session could not be started, refreshed or ended.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
+    /// The refresh-token side: a refused token, the rate limit, or the store.
     #[error(transparent)]
     Refresh(#[from] RefreshError),
+    /// The access token could not be minted: a signing-key problem, a 500.
     #[error(transparent)]
     Access(#[from] AccessTokenError),
 }
@@ -328,8 +350,11 @@ pub enum SessionError {
 /// What a client holds after signing in or refreshing.
 #[derive(Clone, Debug)]
 pub struct Session {
+    /// The user the session belongs to.
     pub user: UserId,
+    /// The session's current refresh token: the one to present next time.
     pub refresh_token: RefreshToken,
+    /// A fresh access token (JWT), held as a [`Secret`] so `Debug` never prints it.
     pub access_token: Secret,
     /// Lifetime of the access token.
     pub access_expires_in: Duration,
@@ -345,14 +370,17 @@ pub struct Sessions {
 }
 
 impl Sessions {
+    /// Sessions over `store`, with access tokens minted by `signer`.
     pub fn new(store: RefreshTokenStore, signer: AccessTokenSigner) -> Self {
         Self { store, signer }
     }
 
+    /// The refresh-token store underneath (for tools and tests that look at Redis).
     pub fn store(&self) -> &RefreshTokenStore {
         &self.store
     }
 
+    /// The access-token signer, and through it the verifier (auth-refresh's logout-all).
     pub fn signer(&self) -> &AccessTokenSigner {
         &self.signer
     }

@@ -28,6 +28,7 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Random bytes in a family id (128 bits: unique per user without coordination).
 pub const FAMILY_BYTES: usize = 16;
+/// Characters in a family id: base64url of [`FAMILY_BYTES`], unpadded.
 pub const FAMILY_CHARS: usize = 22;
 /// base64url of a full HMAC-SHA256 output.
 pub const MAC_CHARS: usize = 43;
@@ -88,10 +89,13 @@ fn parse_seq(s: &str) -> Option<u64> {
 }
 
 impl RefreshTokenKey {
+    /// A key over `secret` as given (tests, tools); [`RefreshTokenKey::from_env`] also checks its
+    /// length.
     pub fn new(secret: Secret) -> Self {
         Self(secret)
     }
 
+    /// Reads `REFRESH_TOKEN_SECRET`; `env` records it missing or shorter than [`MIN_SECRET_BYTES`].
     pub fn from_env(env: &mut EnvReader<'_>) -> Self {
         let expected = "a random secret of at least 32 bytes";
         let secret = env.secret("REFRESH_TOKEN_SECRET", expected);
@@ -161,10 +165,12 @@ impl RefreshToken {
         &self.raw
     }
 
+    /// The user the token's session belongs to (its hash tag in Redis).
     pub fn user(&self) -> &UserId {
         &self.user
     }
 
+    /// The session's family id: its field in the user's sessions hash.
     pub fn family(&self) -> &str {
         &self.family
     }

@@ -132,14 +132,20 @@ redis.call('DEL', KEYS[1])
 return {'revoked', live, 0}
 "#;
 
+/// The four scripts with the prelude prepended, hashed once: invoked by SHA, loaded on a miss.
 pub struct Scripts {
+    /// [`ISSUE`]: starts a family.
     pub issue: redis::Script,
+    /// [`ROTATE`]: refreshes a family.
     pub rotate: redis::Script,
+    /// [`END`]: ends one family.
     pub end: redis::Script,
+    /// [`END_ALL`]: ends every family of a user.
     pub end_all: redis::Script,
 }
 
 impl Scripts {
+    /// Builds the scripts: hashing only, no Redis call.
     pub fn new() -> Self {
         let script = |body: &str| redis::Script::new(&format!("{PRELUDE}{body}"));
         Self { issue: script(ISSUE), rotate: script(ROTATE), end: script(END), end_all: script(END_ALL) }
