@@ -44,3 +44,13 @@ pub fn preflight(uri: &str, origin: &str, method: &str) -> Request {
         .body(Body::Empty)
         .unwrap()
 }
+
+/// The `x-cache` header (`hit` / `miss`), or `<none>` when the response has none.
+pub fn x_cache(response: &Response<Body>) -> &str {
+    header(response, "x-cache").unwrap_or("<none>")
+}
+
+/// The `id` of every item of a page (`{"items": [{"id": …}, …]}`), in order.
+pub fn ids(page: &serde_json::Value) -> Vec<String> {
+    page["items"].as_array().expect("items").iter().map(|p| p["id"].as_str().expect("id").to_owned()).collect()
+}

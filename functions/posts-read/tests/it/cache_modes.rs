@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lambda_http::{Body, Request, Response};
+use crate::common::{ORIGIN, at, get};
 use posts_read::handler::{State, handle};
 use posts_read::settings::Settings;
 use shared::auth::UserId;
@@ -20,9 +20,8 @@ use shared::deadline::Deadline;
 use shared::posts::{CachedPosts, LIST_GENERATION_KEY, numbered_page_key};
 use shared::posts::{NewPost, PostWriter};
 use shared::posts::{Post, PostChanges, PostId, PostsRepo};
+use testkit::http::{ids, json, x_cache};
 use testkit::{DynamoMeter, Provisioned, Redis, RedisMode};
-
-const ORIGIN: &str = "https://app.example.com";
 
 struct Fixture {
     state: State,
@@ -91,29 +90,6 @@ fn post(id: &str, created_at: &str) -> Post {
         updated_at: created_at.into(),
         version: 1,
     }
-}
-
-fn at(n: u32) -> String {
-    format!("2026-01-01T{:02}:{:02}:{:02}.000Z", n / 3600, (n / 60) % 60, n % 60)
-}
-
-fn get(uri: &str) -> Request {
-    http::Request::builder().method("GET").uri(uri).header("origin", ORIGIN).body(Body::Empty).unwrap()
-}
-
-fn json(response: &Response<Body>) -> serde_json::Value {
-    match response.body() {
-        Body::Text(t) => serde_json::from_str(t).unwrap(),
-        _ => serde_json::Value::Null,
-    }
-}
-
-fn x_cache(response: &Response<Body>) -> &str {
-    response.headers().get("x-cache").map(|v| v.to_str().unwrap()).unwrap_or("<none>")
-}
-
-fn ids(page: &serde_json::Value) -> Vec<String> {
-    page["items"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect()
 }
 
 fn deadline() -> Deadline {

@@ -3,4 +3,5 @@
 //! (`cache_modes`).
 
 mod cache_modes;
+mod common;
 mod posts_read;

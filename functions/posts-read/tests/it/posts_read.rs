@@ -7,7 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lambda_http::{Body, Request, Response};
+use crate::common::{ORIGIN, at, get};
+use lambda_http::Body;
 use posts_read::handler::{State, handle};
 use posts_read::settings::Settings;
 use shared::auth::UserId;
@@ -18,9 +19,9 @@ use shared::deadline::Deadline;
 use shared::posts::{CachedPosts, numbered_page_key};
 use shared::posts::{NewPost, PostWriter};
 use shared::posts::{Post, PostId, PostsRepo};
+use testkit::http::{ids, json, x_cache};
 use testkit::{DynamoMeter, Provisioned, RedisServer};
 
-const ORIGIN: &str = "https://app.example.com";
 const CURSOR_SECRET: &str = "test-only-posts-cursor-secret-0123456789";
 
 struct Fixture {
@@ -91,32 +92,6 @@ fn post(id: &str, published: bool, created_at: &str) -> Post {
         updated_at: created_at.into(),
         version: 1,
     }
-}
-
-/// Distinct, increasing timestamps in the past: `n` seconds after 2026-01-01.
-fn at(n: u32) -> String {
-    format!("2026-01-01T{:02}:{:02}:{:02}.000Z", n / 3600, (n / 60) % 60, n % 60)
-}
-
-fn get(uri: &str) -> Request {
-    http::Request::builder().method("GET").uri(uri).header("origin", ORIGIN).body(Body::Empty).unwrap()
-}
-
-fn json(response: &Response<Body>) -> serde_json::Value {
-    match response.body() {
-        Body::Text(t) => serde_json::from_str(t).unwrap(),
-        Body::Binary(b) => serde_json::from_slice(b).unwrap(),
-        Body::Empty => serde_json::Value::Null,
-        _ => panic!("unexpected body"),
-    }
-}
-
-fn x_cache(response: &Response<Body>) -> &str {
-    response.headers().get("x-cache").map(|v| v.to_str().unwrap()).unwrap_or("<none>")
-}
-
-fn ids(page: &serde_json::Value) -> Vec<String> {
-    page["items"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect()
 }
 
 fn pttl(redis: &RedisServer, key: &str) -> i64 {

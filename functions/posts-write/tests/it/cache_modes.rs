@@ -16,6 +16,7 @@ use shared::config::FromEnv;
 use shared::deadline::Deadline;
 use shared::posts::{CachedPosts, LIST_GENERATION_KEY, POST_TTLS, post_key};
 use shared::posts::{Post, PostId, PostsRepo};
+use testkit::http::{ids, json as json_of, x_cache};
 use testkit::{Provisioned, Redis, RedisMode};
 
 struct Fixture {
@@ -84,21 +85,6 @@ impl Fixture {
     fn generation(&self) -> u64 {
         self.redis.cli(&["GET", LIST_GENERATION_KEY]).parse().unwrap_or(0)
     }
-}
-
-fn json_of(r: &Response<Body>) -> Value {
-    match r.body() {
-        Body::Text(t) => serde_json::from_str(t).unwrap(),
-        _ => Value::Null,
-    }
-}
-
-fn x_cache(r: &Response<Body>) -> &str {
-    r.headers().get("x-cache").map(|v| v.to_str().unwrap()).unwrap_or("<none>")
-}
-
-fn ids(page: &Value) -> Vec<String> {
-    page["items"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect()
 }
 
 async fn writes_are_visible_on_the_next_read(mode: RedisMode) {

@@ -16,6 +16,7 @@ use shared::config::EnvReader;
 use shared::deadline::Deadline;
 use shared::posts::{CachedPosts, LIST_GENERATION_KEY, POST_TTLS, post_key};
 use shared::posts::{Post, PostId, PostsRepo};
+use testkit::http::{ids, json as json_of};
 use testkit::{Provisioned, RedisServer};
 
 struct Fixture {
@@ -89,17 +90,6 @@ impl Fixture {
         assert_eq!(r.status(), 201);
         json_of(&r)
     }
-}
-
-fn json_of(r: &Response<Body>) -> Value {
-    match r.body() {
-        Body::Text(t) => serde_json::from_str(t).unwrap(),
-        _ => Value::Null,
-    }
-}
-
-fn ids(page: &Value) -> Vec<String> {
-    page["items"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect()
 }
 
 #[tokio::test]
