@@ -17,6 +17,7 @@
 //! - [`metrics`]: counters flushed as CloudWatch Embedded Metric Format lines, once per invocation.
 //! - [`id`]: the one rule for ids in URLs and keys, and the macro that declares an id type.
 //! - [`text`]: what counts as invisible or control text in user input.
+//! - [`xray`]: the invocation's X-Ray trace header, sent on every AWS call.
 //!
 //! Features (`features/`), each a folder whose `mod.rs` says what it is:
 //! - [`auth`]: access tokens, refresh sessions, [`auth::UserId`], the bearer-user helper.
@@ -32,5 +33,5 @@ mod mechanisms;
 
 pub use features::{auth, email, payments, posts, uploads};
 pub use mechanisms::{
-    cache, clients, clock, config, deadline, http, id, idempotency, metrics, outbound, runtime, telemetry, text,
+    cache, clients, clock, config, deadline, http, id, idempotency, metrics, outbound, runtime, telemetry, text, xray,
 };

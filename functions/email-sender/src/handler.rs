@@ -72,7 +72,7 @@ impl State {
     /// Everything built once: templates parsed, the transport `EMAIL_TRANSPORT` names (with its
     /// HTTP client), the idempotency store.
     pub fn new(settings: &Settings, aws: &AwsClients) -> Result<Self, InitError> {
-        let transport = transport::from_settings(&settings.email, &aws.sesv2)?;
+        let transport = transport::from_settings(&settings.email, aws.sesv2())?;
         Self::with_transport(settings, aws, transport)
     }
 
@@ -85,7 +85,7 @@ impl State {
         Ok(Self {
             templates: Arc::new(Templates::new(settings.email.app_url.clone())?),
             transport,
-            idempotency: IdempotencyStore::new(aws.dynamodb.clone(), &settings.idempotency),
+            idempotency: IdempotencyStore::new(aws.dynamodb().clone(), &settings.idempotency),
             from: settings.email.from.clone(),
             concurrency: settings.concurrency.max(1),
             inprogress_wait: settings.inprogress_wait,

@@ -35,7 +35,7 @@ pub struct State {
 impl State {
     pub fn new(settings: &Settings, aws: &AwsClients) -> Result<Self, shared::clients::RedisStoreError> {
         Ok(Self {
-            posts: CachedPosts::connect(&settings.posts, aws.dynamodb.clone())?,
+            posts: CachedPosts::connect(&settings.posts, aws.dynamodb().clone())?,
             cursors: settings.cursors.clone(),
             cors: settings.cors.clone(),
         })

@@ -25,7 +25,7 @@ pub struct State {
 
 impl State {
     pub fn new(settings: &Settings, aws: &AwsClients) -> Result<Self, RedisStoreError> {
-        let posts = CachedPosts::connect(&settings.posts, aws.dynamodb.clone())?;
+        let posts = CachedPosts::connect(&settings.posts, aws.dynamodb().clone())?;
         Ok(Self {
             writer: PostWriter::new(posts, settings.index_wait),
             tokens: AccessTokens::new(&settings.access_tokens),

@@ -63,10 +63,10 @@ impl State {
     pub fn new(settings: &Settings, aws: &AwsClients) -> Result<Self, shared::outbound::OutboundError> {
         Ok(Self {
             verifier: Verifier::new(&settings.verifier),
-            idempotency: IdempotencyStore::new(aws.dynamodb.clone(), &settings.idempotency),
-            orders: OrdersRepo::new(aws.dynamodb.clone(), &settings.orders_table),
-            subscriptions: SubscriptionsRepo::new(aws.dynamodb.clone(), &settings.subscriptions_table),
-            email: EmailQueue::new(aws.sqs.clone(), &settings.email_queue_url),
+            idempotency: IdempotencyStore::new(aws.dynamodb().clone(), &settings.idempotency),
+            orders: OrdersRepo::new(aws.dynamodb().clone(), &settings.orders_table),
+            subscriptions: SubscriptionsRepo::new(aws.dynamodb().clone(), &settings.subscriptions_table),
+            email: EmailQueue::new(aws.sqs().clone(), &settings.email_queue_url),
             stripe: StripeApi::new(&settings.stripe_api)?,
         })
     }

@@ -23,10 +23,10 @@ pub struct State {
 impl State {
     pub fn new(settings: &Settings, aws: &AwsClients) -> Self {
         Self {
-            uploads: Uploads::new(aws.s3.clone(), settings.uploads.clone()),
+            uploads: Uploads::new(aws.s3().clone(), settings.uploads.clone()),
             avatars: Avatars::new(
-                aws.s3.clone(),
-                aws.dynamodb.clone(),
+                aws.s3().clone(),
+                aws.dynamodb().clone(),
                 settings.uploads.clone(),
                 settings.avatars.clone(),
             ),

@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::future::Future;
 
 use lambda_http::lambda_runtime::{self, LambdaEvent};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
 
 use crate::config::{EnvReader, FromEnv, exit_on_error};
@@ -41,8 +41,8 @@ async fn start<S: Function>() -> Result<&'static S, lambda_runtime::Error> {
 ///
 /// Served by lambda_runtime's concurrent runner: with `AWS_LAMBDA_MAX_CONCURRENCY` above 1 it
 /// runs that many `/next` loops on the multi-threaded runtime, each invocation a task of its own
-/// with its own tracing span (request id) and deadline (its own `Context`); without it, one
-/// loop, one invocation at a time, exactly as before.
+/// with its own tracing span (request id), deadline and X-Ray trace header (its own `Context`;
+/// `crate::xray`); without it, one loop, one invocation at a time.
 pub fn run_http<S, F, Fut>(handle: F) -> Result<(), lambda_runtime::Error>
 where
     S: Function,
@@ -65,7 +65,8 @@ where
     block_on(async {
         let state = start::<S>().await?;
         lambda_runtime::run_concurrent(lambda_runtime::service_fn(move |event: LambdaEvent<E>| {
-            let answer = handle(state, event);
+            let trace = event.context.xray_trace_id.clone();
+            let answer = crate::xray::scope(trace, handle(state, event));
             async move {
                 let answer = answer.await;
                 crate::metrics::flush();
@@ -106,7 +107,8 @@ where
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     lambda_http::run_concurrent(lambda_http::service_fn(move |req: Request| {
-        let answer = handle(state, req);
+        let trace = req.lambda_context_ref().and_then(|c| c.xray_trace_id.clone());
+        let answer = crate::xray::scope(trace, handle(state, req));
         async move {
             let answer = answer.await;
             // Once per invocation, after the answer is built (EMF lines: shared::metrics).

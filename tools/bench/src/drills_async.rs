@@ -44,7 +44,7 @@ async fn queue_messages(aws: &AwsClients, url: &str) -> Vec<String> {
     let mut bodies = Vec::new();
     loop {
         let out =
-            aws.sqs.receive_message().queue_url(url).max_number_of_messages(10).visibility_timeout(60).send().await;
+            aws.sqs().receive_message().queue_url(url).max_number_of_messages(10).visibility_timeout(60).send().await;
         let messages = out.map(|o| o.messages.unwrap_or_default()).unwrap_or_default();
         if messages.is_empty() {
             break;
@@ -60,7 +60,7 @@ async fn queue_messages(aws: &AwsClients, url: &str) -> Vec<String> {
 pub async fn webhook_killed_mid_event(bin_dir: &Path, env: &[(String, String)], base: &Value) -> DrillResult {
     let aws = AwsClients::new(&shared::clients::load_sdk_config().await, true);
     let order_id = format!("ord_drill_{}", uuid::Uuid::new_v4().simple());
-    let orders = OrdersRepo::new(aws.dynamodb.clone(), get(env, "ORDERS_TABLE"));
+    let orders = OrdersRepo::new(aws.dynamodb().clone(), get(env, "ORDERS_TABLE"));
     orders
         .put(&Order {
             id: OrderId::parse(&order_id).expect("order id"),
@@ -265,10 +265,10 @@ pub async fn ses_outage(bin_dir: &Path, env: &[(String, String)]) -> DrillResult
     // drill must count its own.
     let from = format!("drill-sender-{tag}@example.com");
     let from = from.as_str();
-    aws.sesv2.create_email_identity().email_identity(from).send().await.expect("verify sender in moto");
+    aws.sesv2().create_email_identity().email_identity(from).send().await.expect("verify sender in moto");
 
     let dlq_url = aws
-        .sqs
+        .sqs()
         .create_queue()
         .queue_name(format!("drill-dlq-{tag}"))
         .send()
@@ -279,7 +279,7 @@ pub async fn ses_outage(bin_dir: &Path, env: &[(String, String)]) -> DrillResult
     let dlq_arn = queue_arn(&aws, &dlq_url).await;
     let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}).to_string();
     let queue_url = aws
-        .sqs
+        .sqs()
         .create_queue()
         .queue_name(format!("drill-queue-{tag}"))
         .attributes(QueueAttributeName::VisibilityTimeout, "1")
@@ -290,7 +290,7 @@ pub async fn ses_outage(bin_dir: &Path, env: &[(String, String)]) -> DrillResult
         .queue_url
         .expect("url");
     let arn = queue_arn(&aws, &queue_url).await;
-    let producer = EmailQueue::new(aws.sqs.clone(), &queue_url);
+    let producer = EmailQueue::new(aws.sqs().clone(), &queue_url);
     let n = 20;
     for i in 0..n {
         let to = EmailAddress::parse(&format!("user{i}@example.com")).expect("address");
@@ -321,7 +321,7 @@ pub async fn ses_outage(bin_dir: &Path, env: &[(String, String)]) -> DrillResult
             failing.store(false, Ordering::SeqCst);
         }
         let out = aws
-            .sqs
+            .sqs()
             .receive_message()
             .queue_url(&queue_url)
             .max_number_of_messages(10)
@@ -351,7 +351,7 @@ pub async fn ses_outage(bin_dir: &Path, env: &[(String, String)]) -> DrillResult
         for m in &messages {
             if !m.message_id.as_ref().is_some_and(|id| failed.contains(id)) {
                 let _ = aws
-                    .sqs
+                    .sqs()
                     .delete_message()
                     .queue_url(&queue_url)
                     .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
@@ -396,7 +396,7 @@ pub async fn ses_outage(bin_dir: &Path, env: &[(String, String)]) -> DrillResult
 }
 
 async fn queue_arn(aws: &AwsClients, url: &str) -> String {
-    aws.sqs
+    aws.sqs()
         .get_queue_attributes()
         .queue_url(url)
         .attribute_names(QueueAttributeName::QueueArn)

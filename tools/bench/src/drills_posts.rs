@@ -31,7 +31,7 @@ const MAX_PAGE_ITEMS: u32 = 1_000;
 /// posts, so they form the deep part of the list). Idempotent: the same ids are overwritten.
 pub async fn seed(env: &[(String, String)]) {
     let aws = shared::clients::AwsClients::new(&shared::clients::load_sdk_config().await, true);
-    let repo = PostsRepo::new(aws.dynamodb, get(env, "POSTS_TABLE"));
+    let repo = PostsRepo::new(aws.dynamodb().clone(), get(env, "POSTS_TABLE"));
     let base = time::macros::datetime!(2025-01-01 00:00 UTC);
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].000Z");
     let posts: Vec<Post> = (0..SEEDED)

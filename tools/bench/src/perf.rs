@@ -117,7 +117,7 @@ async fn fresh_records(bin: &Path, env: &[(String, String)], events: &Path, n: u
     let mut latencies = Vec::with_capacity(n);
     for i in 0..n + 50 {
         let key = format!("uploads/user-1/{}.png", uuid::Uuid::new_v4());
-        let put = aws.s3.put_object().bucket(&bucket).key(&key).content_type("image/png");
+        let put = aws.s3().put_object().bucket(&bucket).key(&key).content_type("image/png");
         put.body(PNG_1X1.to_vec().into()).send().await.expect("put a fresh upload");
         let mut event = base.clone();
         event["body"] = Value::String(serde_json::json!({ "key": key }).to_string());

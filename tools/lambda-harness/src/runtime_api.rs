@@ -47,6 +47,9 @@ const ERROR_TYPE_HEADER: &str = "lambda-runtime-function-error-type";
 pub struct Invocation {
     /// The request id the function saw in `Lambda-Runtime-Aws-Request-Id`.
     pub request_id: String,
+    /// The X-Ray trace header the function was handed (`Lambda-Runtime-Trace-Id`), new for every
+    /// invocation as in Lambda.
+    pub trace_id: String,
     /// The payload exactly as the function posted it (a JSON document for every non-streaming runtime).
     pub body: Bytes,
     /// True when the function reported an error (`/error`, a panic caught by the runtime, an error
@@ -257,11 +260,12 @@ impl RuntimeApi {
         let _pending = PendingGuard { state, request_id: request_id.clone() };
 
         let started = Instant::now();
+        let trace_id = trace_id();
         let queued = QueuedEvent {
             request_id: request_id.clone(),
             body,
             deadline_ms: epoch_ms(SystemTime::now() + timeout),
-            trace_id: trace_id(),
+            trace_id: trace_id.clone(),
         };
         state.events_tx.send(queued).map_err(|_| HarnessError::ServerStopped)?;
 
@@ -271,6 +275,7 @@ impl RuntimeApi {
                 let answer = answer.map_err(|_| HarnessError::ServerStopped)?;
                 Ok(Invocation {
                     request_id,
+                    trace_id,
                     body: answer.body,
                     is_error: answer.is_error,
                     error_type: answer.error_type,

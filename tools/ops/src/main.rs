@@ -375,8 +375,8 @@ async fn main() {
             let table = env.required("POSTS_TABLE", "the DynamoDB posts table name");
             let table = exit_on_error(env.finish(table));
             let aws = AwsClients::new(&load_sdk_config().await, true);
-            let repo_client = aws.dynamodb.clone();
-            let repo = PostsRepo::new(aws.dynamodb.clone(), table);
+            let repo_client = aws.dynamodb().clone();
+            let repo = PostsRepo::new(aws.dynamodb().clone(), table);
             for post in demo_posts(count) {
                 if let Err(e) = repo.put(&post).await {
                     eprintln!("ops seed: {e}");
@@ -412,7 +412,7 @@ async fn main() {
                 // uploaded as image/png (refused with 422 and deleted).
                 for (key, body) in demo_uploads() {
                     let put = aws
-                        .s3
+                        .s3()
                         .put_object()
                         .bucket(&bucket)
                         .key(key)

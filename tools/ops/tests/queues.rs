@@ -27,7 +27,7 @@ async fn queues() -> Queues {
     let provisioned = testkit::provision(&[]);
     let url = |logical: &str| provisioned.resources[logical]["url"].clone();
     Queues {
-        sqs: testkit::aws_clients().await.sqs,
+        sqs: testkit::aws_clients().await.sqs().clone(),
         queue: url("EmailQueue"),
         queue_arn: provisioned.resources["EmailQueue"]["arn"].clone(),
         dlq: url("EmailDeadLetterQueue"),

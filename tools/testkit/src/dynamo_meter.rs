@@ -3,7 +3,8 @@
 //! answers, the Query calls, the GetItem calls and the items each read (`ScannedCount` of a
 //! Query, one per GetItem that found an item). It can also hold Query answers back for a while,
 //! which makes "a slow page" without touching the code that loads it, and make Query answers
-//! lag like an eventually consistent index (items created after a given time left out).
+//! lag like an eventually consistent index (items created after a given time left out). It keeps
+//! each request's `X-Amzn-Trace-Id`, so a test sees which invocation's trace reached DynamoDB.
 //!
 //! The proxy runs on the test's tokio runtime on a free loopback port and stops with it.
 
@@ -34,6 +35,8 @@ struct Shared {
     query_delay_ms: AtomicU64,
     /// Query answers leave out items whose `createdAt` is later than this.
     lag_after: Mutex<Option<String>>,
+    /// (operation, `X-Amzn-Trace-Id` header) of every request, in arrival order.
+    traces: Mutex<Vec<(String, Option<String>)>>,
 }
 
 pub struct DynamoMeter {
@@ -72,6 +75,12 @@ impl DynamoMeter {
         std::mem::take(&mut *self.shared.reads.lock().expect("meter lock"))
     }
 
+    /// The operation and `X-Amzn-Trace-Id` header of every request since the last call, in
+    /// arrival order: what the code under test sent, seen from outside it.
+    pub fn take_traces(&self) -> Vec<(String, Option<String>)> {
+        std::mem::take(&mut *self.shared.traces.lock().expect("meter lock"))
+    }
+
     /// Makes every Query answer leave out the items created after `created_at` (`None`: stop),
     /// as a GSI that has not caught up with recent writes would.
     pub fn lag_index_after(&self, created_at: Option<String>) {
@@ -94,6 +103,8 @@ async fn forward(
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let operation = target.rsplit('.').next().unwrap_or("").to_owned();
+    let trace = parts.headers.get("x-amzn-trace-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    state.traces.lock().expect("meter lock").push((operation.clone(), trace));
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut request = client.request(parts.method.clone(), format!("{upstream}{path}")).body(body);
     for (name, value) in &parts.headers {

@@ -41,12 +41,12 @@ pub async fn fixture(verified: bool) -> Fixture {
     let provisioned = testkit::provision(&[("EMAIL_FROM", &from), ("APP_URL", APP_URL), ("EMAIL_TRANSPORT", "ses")]);
     let aws = testkit::aws_clients().await;
     if verified {
-        aws.sesv2.create_email_identity().email_identity(&from).send().await.expect("verify the sender in moto");
+        aws.sesv2().create_email_identity().email_identity(&from).send().await.expect("verify the sender in moto");
     }
     let queue_url = provisioned.resources["EmailQueue"]["url"].clone();
     Fixture {
         env: provisioned.env("email-sender"),
-        queue: EmailQueue::new(aws.sqs.clone(), queue_url.clone()),
+        queue: EmailQueue::new(aws.sqs().clone(), queue_url.clone()),
         queue_arn: provisioned.resources["EmailQueue"]["arn"].clone(),
         dlq_url: provisioned.resources["EmailDeadLetterQueue"]["url"].clone(),
         queue_url,
@@ -86,7 +86,7 @@ impl Fixture {
     }
 
     pub async fn enqueue_raw(&self, body: &str) -> String {
-        let out = self.aws.sqs.send_message().queue_url(&self.queue_url).message_body(body).send().await.unwrap();
+        let out = self.aws.sqs().send_message().queue_url(&self.queue_url).message_body(body).send().await.unwrap();
         out.message_id.unwrap()
     }
 
@@ -105,7 +105,7 @@ impl Fixture {
             };
             let out = self
                 .aws
-                .sqs
+                .sqs()
                 .receive_message()
                 .queue_url(queue_url)
                 .max_number_of_messages((max - messages.len()).min(10) as i32)
@@ -129,7 +129,7 @@ impl Fixture {
         for m in messages {
             if !failed.contains(m.message_id.as_ref().unwrap()) {
                 self.aws
-                    .sqs
+                    .sqs()
                     .delete_message()
                     .queue_url(queue_url)
                     .receipt_handle(m.receipt_handle.as_ref().unwrap())
@@ -143,7 +143,7 @@ impl Fixture {
     pub async fn visible_messages(&self, queue_url: &str) -> usize {
         let out = self
             .aws
-            .sqs
+            .sqs()
             .get_queue_attributes()
             .queue_url(queue_url)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
@@ -155,7 +155,7 @@ impl Fixture {
 
     pub async fn set_visibility_timeout(&self, secs: u32) {
         self.aws
-            .sqs
+            .sqs()
             .set_queue_attributes()
             .queue_url(&self.queue_url)
             .attributes(QueueAttributeName::VisibilityTimeout, secs.to_string())

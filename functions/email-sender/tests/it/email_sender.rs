@@ -156,7 +156,7 @@ async fn a_failing_provider_sends_the_job_to_the_dlq_and_the_replay_brings_it_ba
     let attribute = MessageAttributeValue::builder().data_type("String").string_value("checkout").build().unwrap();
     let id = f
         .aws
-        .sqs
+        .sqs()
         .send_message()
         .queue_url(&f.queue_url)
         .message_body(job.to_json())
@@ -193,7 +193,7 @@ async fn a_failing_provider_sends_the_job_to_the_dlq_and_the_replay_brings_it_ba
         .expect(1)
         .mount(&provider)
         .await;
-    let report = shared::email::dlq::replay(&f.aws.sqs, &f.dlq_url, &f.queue_url, None).await.unwrap();
+    let report = shared::email::dlq::replay(f.aws.sqs(), &f.dlq_url, &f.queue_url, None).await.unwrap();
     assert_eq!(report.moved, 1);
     assert_eq!(f.visible_messages(&f.dlq_url).await, 0);
 

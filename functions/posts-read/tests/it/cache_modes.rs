@@ -49,7 +49,7 @@ async fn fixture(mode: RedisMode) -> Fixture {
     assert_eq!(settings.posts.redis.url.starts_with("rediss://"), mode.tls());
     let meter = DynamoMeter::start(&testkit::aws_endpoint()).await;
     let state = State::new(&settings, &testkit::aws_clients_at(&meter.endpoint).await).expect("state");
-    let repo = PostsRepo::new(testkit::aws_clients().await.dynamodb, &settings.posts.table);
+    let repo = PostsRepo::new(testkit::aws_clients().await.dynamodb().clone(), &settings.posts.table);
     Fixture { state, settings, repo, meter, redis, env, _provisioned: provisioned }
 }
 

@@ -52,7 +52,7 @@ async fn fixture() -> Fixture {
     let meter = DynamoMeter::start(&testkit::aws_endpoint()).await;
     let metered = testkit::aws_clients_at(&meter.endpoint).await;
     let state = State::new(&settings, &metered).expect("state");
-    let repo = PostsRepo::new(testkit::aws_clients().await.dynamodb, &settings.posts.table);
+    let repo = PostsRepo::new(testkit::aws_clients().await.dynamodb().clone(), &settings.posts.table);
     Fixture { state, settings, repo, meter, redis, env, _provisioned: provisioned }
 }
 
@@ -420,7 +420,7 @@ async fn a_page_cached_while_the_index_lags_a_write_is_dropped_before_the_write_
     let before = generation();
 
     // The writer reads the index through the lagging meter too.
-    let metered = PostsRepo::new(testkit::aws_clients_at(&f.meter.endpoint).await.dynamodb, f.repo.table());
+    let metered = PostsRepo::new(testkit::aws_clients_at(&f.meter.endpoint).await.dynamodb().clone(), f.repo.table());
     let writer = f.writer_on(metered, Duration::from_secs(8));
     f.meter.lag_index_after(Some(at(2)));
     let author = UserId::parse("user-1").unwrap();

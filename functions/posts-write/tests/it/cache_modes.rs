@@ -53,7 +53,7 @@ async fn fixture(mode: RedisMode) -> Fixture {
     Fixture {
         write: posts_write::handler::State::new(&write_settings, &aws).unwrap(),
         read: posts_read::handler::State::new(&read_settings, &aws).unwrap(),
-        repo: PostsRepo::new(aws.dynamodb.clone(), &write_settings.posts.table),
+        repo: PostsRepo::new(aws.dynamodb().clone(), &write_settings.posts.table),
         tokens: testkit::test_signer(),
         env,
         redis,
@@ -153,7 +153,7 @@ async fn twenty_cold_instances_missing_one_key_read_the_database_once(mode: Redi
     for _ in 0..20 {
         let mut env = testkit::env_reader(f.env.clone());
         let redis = Arc::new(RedisStore::new(RedisSettings::from_env(&mut env)).unwrap());
-        let repo = PostsRepo::new(aws.dynamodb.clone(), f.repo.table());
+        let repo = PostsRepo::new(aws.dynamodb().clone(), f.repo.table());
         instances.push(CachedPosts::new(repo, Cache::new(redis, CacheSettings::default())));
     }
     let deadline = Deadline::after(Duration::from_secs(10));

@@ -54,7 +54,7 @@ async fn fixture_on(endpoint: &str) -> Fixture {
     Fixture {
         write: posts_write::handler::State::new(&write_settings, &aws).unwrap(),
         read: posts_read::handler::State::new(&read_settings, &aws).unwrap(),
-        repo: PostsRepo::new(aws.dynamodb.clone(), &write_settings.posts.table),
+        repo: PostsRepo::new(aws.dynamodb().clone(), &write_settings.posts.table),
         env,
         tokens,
         redis,
@@ -367,7 +367,7 @@ async fn twenty_cold_instances_missing_one_key_read_the_database_once() {
         // Each "instance" has its own Redis connection and its own DynamoDB read counter.
         let mut env = EnvReader::from_fn(|k| f.env.get(k).cloned());
         let redis = Arc::new(RedisStore::new(RedisSettings::from_env(&mut env)).unwrap());
-        let repo = PostsRepo::new(aws.dynamodb.clone(), f.repo.table());
+        let repo = PostsRepo::new(aws.dynamodb().clone(), f.repo.table());
         instances.push(CachedPosts::new(repo, Cache::new(redis, CacheSettings::default())));
     }
     let deadline = Deadline::after(std::time::Duration::from_secs(10));

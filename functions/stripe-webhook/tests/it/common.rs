@@ -97,7 +97,7 @@ impl Fixture {
         loop {
             let r = self
                 .aws
-                .sqs
+                .sqs()
                 .receive_message()
                 .queue_url(&self.queue_url)
                 .max_number_of_messages(10)

@@ -14,7 +14,6 @@ use crate::common::{BUCKET, PNG_1X1, S3sServer, json_of, profile_with, put, reco
 use lambda_http::Body;
 use serde_json::{Value, json};
 use shared::auth::{AccessTokenSigner, UserId};
-use shared::clients::AwsClients;
 use upload_presign::handler::State;
 use upload_presign::settings::Settings;
 
@@ -43,12 +42,12 @@ async fn flow_at(moto: Option<&testkit::SerialMoto>) -> Flow {
     let mut env: HashMap<String, String> = provisioned.env("upload-presign");
     env.insert("UPLOADS_BUCKET".into(), BUCKET.into());
     let settings = Settings::from_env(testkit::env_reader(env.clone())).expect("settings");
-    let clients = AwsClients { s3: s3.clone(), ..aws.clone() };
+    let clients = aws.clone().with_s3(s3.clone());
     Flow {
         state: State::new(&settings, &clients),
         tokens: testkit::test_signer(),
         users_table: env["USERS_TABLE"].clone(),
-        dynamodb: aws.dynamodb,
+        dynamodb: aws.dynamodb().clone(),
         s3,
         _server: server,
     }

@@ -269,12 +269,13 @@ async fn chromium_uploads_through_the_api_and_the_bucket_cors() {
 
     // The recorded copy, byte for byte; the upload itself is gone.
     let avatar = key.replacen("uploads/", "avatars/", 1);
-    let head = f.aws.s3.head_object().bucket(&f.bucket).key(&avatar).send().await.expect("the recorded avatar");
+    let head = f.aws.s3().head_object().bucket(&f.bucket).key(&avatar).send().await.expect("the recorded avatar");
     assert_eq!(head.content_type(), Some("image/png"));
     assert_eq!(head.content_length(), Some(SIZE as i64));
     assert_eq!(head.e_tag(), Some(etag), "the page saw the stored object's ETag (a copy keeps it)");
-    assert!(f.aws.s3.head_object().bucket(&f.bucket).key(key).send().await.is_err(), "the upload was removed");
-    let body = f.aws.s3.get_object().bucket(&f.bucket).key(&avatar).send().await.unwrap().body.collect().await.unwrap();
+    assert!(f.aws.s3().head_object().bucket(&f.bucket).key(key).send().await.is_err(), "the upload was removed");
+    let body =
+        f.aws.s3().get_object().bucket(&f.bucket).key(&avatar).send().await.unwrap().body.collect().await.unwrap();
     let expected: Vec<u8> = (0..SIZE as usize)
         .map(|i| if i < common::PNG_1X1.len() { common::PNG_1X1[i] } else { (i % 251) as u8 })
         .collect();
@@ -293,5 +294,5 @@ async fn chromium_uploads_through_the_api_and_the_bucket_cors() {
     assert!(result["putError"].as_str().is_some_and(|e| e.contains("TypeError")), "PUT not blocked: {result}");
     assert!(seen.lock().unwrap().is_empty(), "the API layer refused the preflight; nothing reached the function");
     let blocked_key = for_blocked["key"].as_str().unwrap();
-    assert!(f.aws.s3.head_object().bucket(&f.bucket).key(blocked_key).send().await.is_err(), "nothing was stored");
+    assert!(f.aws.s3().head_object().bucket(&f.bucket).key(blocked_key).send().await.is_err(), "nothing was stored");
 }

@@ -23,7 +23,7 @@ async fn the_environment_and_the_bucket_come_from_the_template() {
     assert_eq!(u.allowed_mimes(), ["image/jpeg", "image/png", "image/webp"]);
     assert_eq!((u.max_bytes, u.url_ttl.as_secs()), (5 * 1024 * 1024, 300));
 
-    let cors = f.aws.s3.get_bucket_cors().bucket(&f.bucket).send().await.expect("bucket CORS from the template");
+    let cors = f.aws.s3().get_bucket_cors().bucket(&f.bucket).send().await.expect("bucket CORS from the template");
     let rules = cors.cors_rules();
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0].allowed_origins(), [ORIGIN]);
@@ -33,7 +33,7 @@ async fn the_environment_and_the_bucket_come_from_the_template() {
 
     // Cleanup: unrecorded uploads expire after a day, recorded avatars (avatars/) are untouched,
     // incomplete multipart uploads are aborted after a day.
-    let lifecycle = f.aws.s3.get_bucket_lifecycle_configuration().bucket(&f.bucket).send().await.expect("lifecycle");
+    let lifecycle = f.aws.s3().get_bucket_lifecycle_configuration().bucket(&f.bucket).send().await.expect("lifecycle");
     let rules: Vec<_> = lifecycle
         .rules()
         .iter()
@@ -73,7 +73,7 @@ async fn a_valid_request_gets_a_url_that_uploads_exactly_that_file() {
     assert_eq!(p["headers"], json!({"Content-Type": "image/png", "Content-Length": "1234", "If-None-Match": "*"}));
     // The bucket CORS allows every listed header a page sets (Content-Length is the browser's own,
     // a forbidden header name that never appears in a preflight).
-    let cors = f.aws.s3.get_bucket_cors().bucket(&f.bucket).send().await.expect("bucket CORS");
+    let cors = f.aws.s3().get_bucket_cors().bucket(&f.bucket).send().await.expect("bucket CORS");
     let allowed: Vec<String> = cors.cors_rules()[0].allowed_headers().iter().map(|h| h.to_ascii_lowercase()).collect();
     for name in p["headers"].as_object().unwrap().keys().map(|k| k.to_ascii_lowercase()) {
         assert!(name == "content-length" || allowed.contains(&name), "{name} is listed but the bucket CORS refuses it");
@@ -93,10 +93,10 @@ async fn a_valid_request_gets_a_url_that_uploads_exactly_that_file() {
 
     let body: Vec<u8> = (0..1234u32).map(|i| (i % 251) as u8).collect();
     assert_eq!(put(&p, body.clone()).await, 200);
-    let head = f.aws.s3.head_object().bucket(&f.bucket).key(key).send().await.expect("uploaded object");
+    let head = f.aws.s3().head_object().bucket(&f.bucket).key(key).send().await.expect("uploaded object");
     assert_eq!(head.content_type(), Some("image/png"));
     assert_eq!(head.content_length(), Some(1234));
-    let stored = f.aws.s3.get_object().bucket(&f.bucket).key(key).send().await.unwrap().body.collect().await.unwrap();
+    let stored = f.aws.s3().get_object().bucket(&f.bucket).key(key).send().await.unwrap().body.collect().await.unwrap();
     assert_eq!(stored.into_bytes().as_ref(), body.as_slice());
 
     // Each request gets its own key, even for the same file.
@@ -147,7 +147,7 @@ async fn hostile_filenames_never_reach_the_key() {
     );
 
     // Everything in the bucket is under uploads/user-1/, exactly the keys the server chose.
-    let listed = f.aws.s3.list_objects_v2().bucket(&f.bucket).send().await.unwrap();
+    let listed = f.aws.s3().list_objects_v2().bucket(&f.bucket).send().await.unwrap();
     let mut stored: Vec<String> = listed.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect();
     stored.sort();
     keys.sort();
@@ -280,7 +280,7 @@ async fn sample_events_get_their_expected_status() {
         ("uploads/user-1/6f1c2b9e-4d3a-4b8e-9f21-0a5c7e3d1b42.png", common::PNG_1X1),
         ("uploads/user-1/0d6e8a4f-2c1b-4e7a-8b3c-5f9d1e2a7c60.png", b"<!doctype html><html></html>".as_slice()),
     ] {
-        let put = aws.s3.put_object().bucket(&settings.uploads.bucket).key(key).content_type("image/png");
+        let put = aws.s3().put_object().bucket(&settings.uploads.bucket).key(key).content_type("image/png");
         put.body(body.to_vec().into()).send().await.expect("seed an upload");
     }
     let dir = testkit::workspace_root().join("events");

@@ -12,11 +12,14 @@
 //! a function's init CPU. `AWS_CA_BUNDLE` (the variable the AWS CLI and SDKs read) replaces the
 //! embedded roots with a PEM file, for an endpoint behind another CA.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, SdkConfig, timeout::TimeoutConfig};
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use aws_smithy_http_client::{Builder, ConnectorBuilder, proxy::ProxyConfig};
+
+use crate::xray::TraceHeaderInterceptor;
 
 /// The public roots of Amazon Trust Services, as Debian's ca-certificates ships them. ElastiCache's
 /// certificates chain to them too (shared::clients::redis).
@@ -95,34 +98,82 @@ pub async fn load_sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts()).http_client(http).load().await
 }
 
-/// The AWS clients a function may use; each is cheap to clone (an `Arc` inside).
+/// The AWS clients a function may use, each built on first use from one `SdkConfig` and kept
+/// (clones of a client are cheap: an `Arc` inside).
+///
+/// Built lazily because a function uses one or two of the four: building a client does no I/O,
+/// but it allocates the client's configuration, endpoint resolver and runtime plugins, and a
+/// client that is constructed is linked into the bootstrap with all of that. Each function's init
+/// asks for the clients its state holds (so no construction moves into the first invocation), and
+/// only those are built or shipped (BENCHMARKS.md, "Against the floor"). Every client sends the
+/// invocation's X-Ray trace header (`crate::xray`).
 #[derive(Clone, Debug)]
 pub struct AwsClients {
-    /// DynamoDB, with the bundle's timeouts.
-    pub dynamodb: aws_sdk_dynamodb::Client,
-    /// S3, path-style when asked for (S3-compatible stores).
-    pub s3: aws_sdk_s3::Client,
-    /// SES v2 (sending email).
-    pub sesv2: aws_sdk_sesv2::Client,
-    /// SQS (queues and their dead-letter queues).
-    pub sqs: aws_sdk_sqs::Client,
+    sdk: SdkConfig,
+    s3_force_path_style: bool,
+    dynamodb: OnceLock<aws_sdk_dynamodb::Client>,
+    s3: OnceLock<aws_sdk_s3::Client>,
+    sesv2: OnceLock<aws_sdk_sesv2::Client>,
+    sqs: OnceLock<aws_sdk_sqs::Client>,
 }
 
 impl AwsClients {
-    /// Builds every client from one `SdkConfig`. Building a client does no I/O.
+    /// Clients of `sdk`; none is built yet. `s3_force_path_style` is for S3-compatible stores.
     pub fn new(sdk: &SdkConfig, s3_force_path_style: bool) -> Self {
-        let s3_config = aws_sdk_s3::config::Builder::from(sdk).force_path_style(s3_force_path_style).build();
         Self {
-            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
-            s3: aws_sdk_s3::Client::from_conf(s3_config),
-            sesv2: aws_sdk_sesv2::Client::new(sdk),
-            sqs: aws_sdk_sqs::Client::new(sdk),
+            sdk: sdk.clone(),
+            s3_force_path_style,
+            dynamodb: OnceLock::new(),
+            s3: OnceLock::new(),
+            sesv2: OnceLock::new(),
+            sqs: OnceLock::new(),
         }
     }
 
     /// [`load_sdk_config`], then [`new`](Self::new): what a function's init does.
     pub async fn load(s3_force_path_style: bool) -> Self {
         Self::new(&load_sdk_config().await, s3_force_path_style)
+    }
+
+    /// DynamoDB, with the bundle's timeouts.
+    pub fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        self.dynamodb.get_or_init(|| {
+            let config = aws_sdk_dynamodb::config::Builder::from(&self.sdk).interceptor(TraceHeaderInterceptor).build();
+            aws_sdk_dynamodb::Client::from_conf(config)
+        })
+    }
+
+    /// S3, path-style when asked for (S3-compatible stores).
+    pub fn s3(&self) -> &aws_sdk_s3::Client {
+        self.s3.get_or_init(|| {
+            let config = aws_sdk_s3::config::Builder::from(&self.sdk)
+                .force_path_style(self.s3_force_path_style)
+                .interceptor(TraceHeaderInterceptor)
+                .build();
+            aws_sdk_s3::Client::from_conf(config)
+        })
+    }
+
+    /// The same clients with `s3` as the S3 client (a test's S3-compatible server).
+    pub fn with_s3(mut self, s3: aws_sdk_s3::Client) -> Self {
+        self.s3 = OnceLock::from(s3);
+        self
+    }
+
+    /// SES v2 (sending email).
+    pub fn sesv2(&self) -> &aws_sdk_sesv2::Client {
+        self.sesv2.get_or_init(|| {
+            let config = aws_sdk_sesv2::config::Builder::from(&self.sdk).interceptor(TraceHeaderInterceptor).build();
+            aws_sdk_sesv2::Client::from_conf(config)
+        })
+    }
+
+    /// SQS (queues and their dead-letter queues).
+    pub fn sqs(&self) -> &aws_sdk_sqs::Client {
+        self.sqs.get_or_init(|| {
+            let config = aws_sdk_sqs::config::Builder::from(&self.sdk).interceptor(TraceHeaderInterceptor).build();
+            aws_sdk_sqs::Client::from_conf(config)
+        })
     }
 }
 
