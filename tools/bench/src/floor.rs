@@ -47,7 +47,31 @@ pub struct Row {
     pub p99: Duration,
     pub rss_first: u64,
     pub rss_after: u64,
+    /// Of `rss_first`: anonymous memory (heap, stacks) and mapped files (the binary, libc).
+    pub anon_first: u64,
+    pub file_first: u64,
+    /// Anonymous memory after the warm run: what grows if something leaks.
+    pub anon_after: u64,
     pub invocations: usize,
+}
+
+/// (RssAnon, RssFile) of a live process, in bytes: what the process allocated, and the pages of
+/// the files it maps (its own binary above all), which VmHWM counts together.
+pub fn rss_split(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("RssAnon:"), field("RssFile:"))
+}
+
+fn median_u64(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
 /// How to get the events of a process: most paths repeat one event; a refresh needs a fresh
@@ -84,6 +108,7 @@ pub async fn measure(
 ) -> Row {
     let options = SpawnOptions { env: env.to_vec(), ..SpawnOptions::default() };
     let (mut inits, mut firsts, mut rss) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut anons, mut files) = (Vec::new(), Vec::new());
     // Two untimed starts first, so that no row pays for reading its binary from disk.
     for _ in 0..colds.min(2) {
         let f = Function::start(bin, &options).await.expect("spawn");
@@ -104,9 +129,13 @@ pub async fn measure(
             inv.status_code(),
             inv.error_summary()
         );
+        let (anon, file) = rss_split(f.pid());
+        anons.push(anon);
+        files.push(file);
         rss.push(f.stop().await.peak_rss_bytes.unwrap_or(0));
     }
     rss.sort();
+    let (anon_first, file_first) = (median_u64(anons), median_u64(files));
 
     if warm == 0 {
         return Row {
@@ -118,6 +147,9 @@ pub async fn measure(
             p99: Duration::ZERO,
             rss_first: rss.get(rss.len() / 2).copied().unwrap_or(0),
             rss_after: rss.get(rss.len() / 2).copied().unwrap_or(0),
+            anon_first,
+            file_first,
+            anon_after: anon_first,
             invocations: 1,
         };
     }
@@ -142,6 +174,7 @@ pub async fn measure(
     }
     let cpu = process_cpu(f.pid()).saturating_sub(cpu_before);
     latencies.sort();
+    let anon_after = rss_split(f.pid()).0;
     let rss_after = f.stop().await.peak_rss_bytes.unwrap_or(0);
     Row {
         label: label.to_owned(),
@@ -152,6 +185,9 @@ pub async fn measure(
         p99: percentile(&latencies, 99.0),
         rss_first: rss.get(rss.len() / 2).copied().unwrap_or(0),
         rss_after,
+        anon_first,
+        file_first,
+        anon_after,
         invocations: warm + warm / 10 + 1,
     }
 }
@@ -207,13 +243,14 @@ fn plus_mib(a: u64, b: u64) -> String {
 pub fn markdown(floor: &Row, raw: &RawRedis, rows: &[Row]) -> String {
     let mut md = String::from(
         "| row | exec → first `/next` | exec → first response | CPU per warm invocation | warm p50 | warm p99 | \
-         peak RSS after first | peak RSS after all |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n",
+         peak RSS after first | of which anonymous / mapped files | peak RSS after all | anonymous after all |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for r in std::iter::once(floor).chain(rows) {
         let warm = r.invocations > 1;
         let or_dash = |d: Duration| if warm { ms(d) } else { "–".into() };
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} |\n",
             r.label,
             ms(r.init),
             ms(r.first_response),
@@ -221,11 +258,14 @@ pub fn markdown(floor: &Row, raw: &RawRedis, rows: &[Row]) -> String {
             or_dash(r.p50),
             or_dash(r.p99),
             mib(r.rss_first),
+            mib(r.anon_first),
+            mib(r.file_first),
             if warm { format!("{} (after {})", mib(r.rss_after), r.invocations) } else { "–".into() },
+            if warm { mib(r.anon_after) } else { "–".into() },
         ));
     }
     md.push_str(&format!(
-        "| raw Redis `GET` (sync client in the bench process) | | | {} client CPU | {} | {} | | |\n\n",
+        "| raw Redis `GET` (sync client in the bench process) | | | {} client CPU | {} | {} | | | | |\n\n",
         ms(raw.cpu_per_get),
         ms(raw.p50),
         ms(raw.p99)
@@ -234,18 +274,21 @@ pub fn markdown(floor: &Row, raw: &RawRedis, rows: &[Row]) -> String {
         "Against the floor (same run). Goals: init ≤ floor + 3 ms; CPU ≤ 1.3 × (floor + raw GET client CPU) for a \
          cache hit and ≤ 1.5 × floor for the webhook's verify-only path and a refresh; RSS after first ≤ floor + \
          3 MB; cache-hit p99 ≤ floor p99 + raw GET p99 + 0.2 ms.\n\n\
-         | row | init − floor | CPU ÷ floor | CPU ÷ (floor + raw GET) | p99 − (floor p99 + raw GET p99) | RSS − floor |\n\
-         | --- | --- | --- | --- | --- | --- |\n",
+         | row | init − floor | CPU ÷ floor | CPU ÷ (floor + raw GET) | p99 − (floor p99 + raw GET p99) | RSS − floor \
+         | anonymous − floor's | mapped files − floor's |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for r in rows.iter().filter(|r| r.invocations > 1) {
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.label,
             plus(r.init, floor.init),
             ratio(r.cpu_per_invocation, floor.cpu_per_invocation),
             ratio(r.cpu_per_invocation, floor.cpu_per_invocation + raw.cpu_per_get),
             plus(r.p99, floor.p99 + raw.p99),
             plus_mib(r.rss_first, floor.rss_first),
+            plus_mib(r.anon_first, floor.anon_first),
+            plus_mib(r.file_first, floor.file_first),
         ));
     }
     md.push('\n');
@@ -304,7 +347,9 @@ pub async fn section(bin_dir: &Path, env: &[(String, String)], events: &Path, re
          else) is the floor: what the runtime alone costs on this harness. Measured in the same run as the rows \
          below, one after the other; CPU is the on-CPU time of every thread of the function's process \
          (the scheduler's `sum_exec_runtime`, /proc/<pid>/task/*/schedstat) over 2000 warm invocations (10,000 \
-         for the cache hit, whose RSS must stay flat).\n\n",
+         for the cache hit, whose RSS must stay flat). RSS is split, from /proc/<pid>/status before the process stops, \
+         into anonymous memory (what the process allocated: it must not grow over the warm run) and mapped \
+         files (the pages of the bootstrap and libc it maps, which follow the binary's size).\n\n",
     );
     md.push_str(&markdown(&floor, &raw, &rows));
     md
