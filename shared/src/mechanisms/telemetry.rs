@@ -6,8 +6,15 @@
 //! per request is global and lines of concurrent invocations never borrow each other's id.
 //! The level comes from `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's advanced logging controls), else
 //! `RUST_LOG`, else `info`.
+//!
+//! `RUST_LOG` takes levels and per-target levels (`warn,shared=debug`): tracing-subscriber's
+//! `Targets`, not its `EnvFilter`, whose span and field directives (and the regex engine behind
+//! them) cost every bootstrap hundreds of kilobytes that Lambda would load on each cold start.
+//! A directive `Targets` cannot read falls back to `info`, as a malformed one always did.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// The filter directive to use, from the two variables Lambda users set.
 pub fn filter_directive(lambda_level: Option<&str>, rust_log: Option<&str>) -> String {
@@ -28,17 +35,21 @@ pub fn init() {
         std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
         std::env::var("RUST_LOG").ok().as_deref(),
     );
-    let filter = EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new("info"));
-    // try_init: a second call (tests) keeps the first subscriber instead of panicking.
-    let _ = tracing_subscriber::fmt()
+    let filter = parse_filter(&directive);
+    let json = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
         .flatten_event(true)
         .with_current_span(true)
         .with_span_list(false)
         .with_target(true)
-        .with_ansi(false)
-        .try_init();
+        .with_ansi(false);
+    // try_init: a second call (tests) keeps the first subscriber instead of panicking.
+    let _ = tracing_subscriber::registry().with(json.with_filter(filter)).try_init();
+}
+
+/// The filter of `directive`, or `info` when it is not one `Targets` can read.
+pub fn parse_filter(directive: &str) -> Targets {
+    directive.parse().unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
 }
 
 #[cfg(test)]
@@ -52,5 +63,17 @@ mod tests {
         assert_eq!(filter_directive(None, Some("shared=trace")), "shared=trace");
         assert_eq!(filter_directive(None, None), "info");
         assert_eq!(filter_directive(Some(" "), Some("")), "info");
+    }
+
+    #[test]
+    fn levels_and_per_target_levels_are_read_and_anything_else_is_info() {
+        use tracing::Level;
+        let f = super::parse_filter("warn,shared=debug");
+        assert!(f.would_enable("shared::posts", &Level::DEBUG));
+        assert!(!f.would_enable("aws_config", &Level::INFO));
+        assert!(f.would_enable("aws_config", &Level::WARN));
+        let fallback = super::parse_filter("[span{field=1}]=debug");
+        assert!(fallback.would_enable("anything", &Level::INFO));
+        assert!(!fallback.would_enable("anything", &Level::DEBUG));
     }
 }
