@@ -43,7 +43,7 @@ async fn retries_5xx_for_idempotent_requests_then_succeeds() {
         .await;
 
     let out = outbound(2000);
-    let response = out.execute(out.client().get(format!("{}/thing", server.uri())), None).await.unwrap();
+    let response = out.execute(out.client().unwrap().get(format!("{}/thing", server.uri())), None).await.unwrap();
     assert_eq!(response.status, StatusCode::OK);
     assert_eq!(response.attempts, 3);
     assert_eq!(response.json::<serde_json::Value>("t").unwrap()["ok"], true);
@@ -57,11 +57,14 @@ async fn a_post_is_sent_once_unless_it_carries_an_idempotency_key() {
     let out = outbound(2000);
     let url = format!("{}/emails", server.uri());
 
-    let e = out.execute(out.client().post(&url).body("{}"), None).await.unwrap_err();
+    let e = out.execute(out.client().unwrap().post(&url).body("{}"), None).await.unwrap_err();
     assert_eq!((e.attempts, e.status()), (1, Some(StatusCode::INTERNAL_SERVER_ERROR)));
     assert_eq!(requests(&server).await, 1);
 
-    let e = out.execute(out.client().post(&url).header("Idempotency-Key", "k1").body("{}"), None).await.unwrap_err();
+    let e = out
+        .execute(out.client().unwrap().post(&url).header("Idempotency-Key", "k1").body("{}"), None)
+        .await
+        .unwrap_err();
     assert_eq!(e.attempts, 3);
     assert_eq!(requests(&server).await, 4);
     assert!(e.is_transient());
@@ -78,7 +81,7 @@ async fn client_errors_are_not_retried_and_their_body_is_cut_to_200_chars() {
         .mount(&server)
         .await;
     let out = outbound(2000);
-    let e = out.execute(out.client().get(server.uri()), None).await.unwrap_err();
+    let e = out.execute(out.client().unwrap().get(server.uri()), None).await.unwrap_err();
     assert_eq!(e.attempts, 1);
     assert!(!e.is_transient());
     let OutboundErrorKind::Status { status, body, .. } = &e.kind else { panic!("{e:?}") };
@@ -102,7 +105,8 @@ async fn too_many_requests_waits_as_long_as_retry_after_says() {
 
     let out = outbound(2000);
     let started = Instant::now();
-    let response = out.execute(out.client().get(server.uri()), Some(started + Duration::from_secs(5))).await.unwrap();
+    let response =
+        out.execute(out.client().unwrap().get(server.uri()), Some(started + Duration::from_secs(5))).await.unwrap();
     let waited = started.elapsed();
     assert_eq!((response.attempts, response.text().as_str()), (2, "ok"));
     // The backoff alone would be ~20 ms; Retry-After asked for a second.
@@ -119,7 +123,8 @@ async fn a_retry_after_past_the_deadline_is_not_waited_for() {
         .await;
     let out = outbound(2000);
     let started = Instant::now();
-    let e = out.execute(out.client().get(server.uri()), Some(started + Duration::from_secs(1))).await.unwrap_err();
+    let e =
+        out.execute(out.client().unwrap().get(server.uri()), Some(started + Duration::from_secs(1))).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
     assert_eq!(e.attempts, 1);
     assert!(matches!(
@@ -139,7 +144,7 @@ async fn a_slow_upstream_times_out_as_504() {
         .await;
     let out = outbound(300);
     let started = Instant::now();
-    let e = out.execute(out.client().get(server.uri()), None).await.unwrap_err();
+    let e = out.execute(out.client().unwrap().get(server.uri()), None).await.unwrap_err();
     let took = started.elapsed();
     assert!(e.is_timeout(), "{e:?}");
     assert!(took >= Duration::from_millis(300) && took < Duration::from_millis(1500), "{took:?}");
@@ -158,12 +163,15 @@ async fn the_deadline_cuts_an_attempt_short_and_none_starts_after_it() {
     // The request timeout (5 s) is longer than what is left before the deadline (400 ms).
     let out = outbound(5000);
     let started = Instant::now();
-    let e = out.execute(out.client().get(server.uri()), Some(started + Duration::from_millis(400))).await.unwrap_err();
+    let e = out
+        .execute(out.client().unwrap().get(server.uri()), Some(started + Duration::from_millis(400)))
+        .await
+        .unwrap_err();
     let took = started.elapsed();
     assert!(e.is_timeout(), "{e:?}");
     assert!(took < Duration::from_millis(1200), "{took:?}");
 
-    let e = out.execute(out.client().get(server.uri()), Some(Instant::now())).await.unwrap_err();
+    let e = out.execute(out.client().unwrap().get(server.uri()), Some(Instant::now())).await.unwrap_err();
     assert!(e.is_timeout());
     assert_eq!(e.attempts, 0);
     assert_eq!(requests(&server).await, 1);
@@ -182,7 +190,7 @@ async fn retries_stop_before_the_deadline() {
     .unwrap();
     let started = Instant::now();
     let deadline = started + Duration::from_millis(700);
-    let e = out.execute(out.client().get(server.uri()), Some(deadline)).await.unwrap_err();
+    let e = out.execute(out.client().unwrap().get(server.uri()), Some(deadline)).await.unwrap_err();
     assert!(Instant::now() < deadline + Duration::from_millis(100), "{:?}", started.elapsed());
     assert_eq!(e.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
     assert!(e.attempts >= 2 && e.attempts < 10, "{}", e.attempts);
@@ -193,7 +201,10 @@ async fn connect_errors_are_retried_and_map_to_502() {
     // A port nobody listens on: bind, read the port, close.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let out = outbound(1000);
-    let e = out.execute(out.client().get(format!("http://127.0.0.1:{port}/x?token=secret")), None).await.unwrap_err();
+    let e = out
+        .execute(out.client().unwrap().get(format!("http://127.0.0.1:{port}/x?token=secret")), None)
+        .await
+        .unwrap_err();
     assert!(matches!(e.kind, OutboundErrorKind::Connect(_)), "{e:?}");
     assert_eq!(e.attempts, 3);
     assert!(e.is_transient());

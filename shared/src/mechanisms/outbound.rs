@@ -12,6 +12,7 @@
 //!   200 characters of its body) or 504 (timeout).
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, StatusCode};
@@ -176,10 +177,15 @@ impl OutboundResponse {
     }
 }
 
-/// The shared client. Cheap to clone (the pool is shared).
+/// The shared client. Cheap to clone (the pool, and the client once built, are shared).
+///
+/// The reqwest client is built on first use, not at init: building it loads the platform's trust
+/// store (rustls-platform-verifier reads every certificate of the system bundle and directory),
+/// which measured +5 ms on stripe-webhook's init although only thin events ever call out.
+/// The first outbound call pays it instead, beside a TLS handshake with a third party.
 #[derive(Clone, Debug)]
 pub struct Outbound {
-    client: reqwest::Client,
+    client: Arc<OnceLock<Result<reqwest::Client, String>>>,
     settings: OutboundSettings,
 }
 
@@ -214,25 +220,30 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 }
 
 impl Outbound {
-    /// Builds the client. Call once, at init.
+    /// The outbound client of `settings`. Call once, at init; the HTTP client itself is built on
+    /// first use ([`client`](Self::client)).
     pub fn new(settings: OutboundSettings) -> Result<Self, OutboundError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("rust-serverless-bundle/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| OutboundError {
-                target: String::new(),
-                attempts: 0,
-                kind: OutboundErrorKind::InvalidRequest(format!("cannot build the HTTP client: {e}")),
-            })?;
-        Ok(Self { client, settings })
+        Ok(Self { client: Arc::new(OnceLock::new()), settings })
     }
 
-    /// The client, to build requests with (`outbound.client().post(url)...build()`).
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
+    /// The client, to build requests with (`outbound.client()?.post(url)...`), built the first
+    /// time it is asked for. A client that cannot be built (no usable TLS backend) is an error
+    /// of every call, never a panic.
+    pub fn client(&self) -> Result<&reqwest::Client, OutboundError> {
+        let built = self.client.get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(self.settings.connect_timeout)
+                .timeout(self.settings.request_timeout)
+                .pool_idle_timeout(Duration::from_secs(60))
+                .user_agent(concat!("rust-serverless-bundle/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        });
+        built.as_ref().map_err(|reason| OutboundError {
+            target: String::new(),
+            attempts: 0,
+            kind: OutboundErrorKind::InvalidRequest(reason.clone()),
+        })
     }
 
     /// The timeouts and retry limits it was built with.
@@ -336,7 +347,7 @@ impl Outbound {
 
     /// One attempt: send, then read the whole body (both within the request's timeout).
     async fn attempt(&self, request: reqwest::Request) -> Result<OutboundResponse, OutboundErrorKind> {
-        let response = self.client.execute(request).await.map_err(classify)?;
+        let response = self.client().map_err(|e| e.kind)?.execute(request).await.map_err(classify)?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(classify)?.to_vec();

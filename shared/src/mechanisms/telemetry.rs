@@ -69,7 +69,7 @@ mod tests {
     fn levels_and_per_target_levels_are_read_and_anything_else_is_info() {
         use tracing::Level;
         let f = super::parse_filter("warn,shared=debug");
-        assert!(f.would_enable("shared::posts", &Level::DEBUG));
+        assert!(f.would_enable("shared::cache", &Level::DEBUG));
         assert!(!f.would_enable("aws_config", &Level::INFO));
         assert!(f.would_enable("aws_config", &Level::WARN));
         let fallback = super::parse_filter("[span{field=1}]=debug");

@@ -243,6 +243,7 @@ impl Transport for HttpTransport {
             let request = self
                 .outbound
                 .client()
+                .map_err(|e| Self::error(&e))?
                 .post(&self.url)
                 .bearer_auth(self.api_key.expose())
                 .header("Idempotency-Key", &options.idempotency_key)

@@ -176,7 +176,7 @@ pub struct StripeApi {
 }
 
 impl StripeApi {
-    /// The client (its connection pool and TLS configuration are built here, once).
+    /// The client (its connection pool and TLS configuration are built on the first call).
     pub fn new(settings: &StripeApiSettings) -> Result<Self, OutboundError> {
         Ok(Self { outbound: Outbound::new(settings.outbound.clone())?, settings: settings.clone() })
     }
@@ -186,7 +186,7 @@ impl StripeApi {
         let url = format!("{}{path}", self.settings.base_url);
         let request = self
             .outbound
-            .client()
+            .client()?
             .get(url)
             .bearer_auth(key.expose())
             .header("Stripe-Version", &self.settings.api_version);
