@@ -19,7 +19,6 @@ fn outbound(request_timeout_ms: u64) -> Outbound {
         max_backoff: Duration::from_millis(100),
         max_retry_after: Duration::from_secs(5),
     })
-    .unwrap()
 }
 
 async fn requests(server: &MockServer) -> usize {
@@ -186,8 +185,7 @@ async fn retries_stop_before_the_deadline() {
         base_backoff: Duration::from_millis(200),
         max_backoff: Duration::from_secs(2),
         ..OutboundSettings::default()
-    })
-    .unwrap();
+    });
     let started = Instant::now();
     let deadline = started + Duration::from_millis(700);
     let e = out.execute(out.client().unwrap().get(server.uri()), Some(deadline)).await.unwrap_err();

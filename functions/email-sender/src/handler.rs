@@ -64,15 +64,13 @@ impl std::fmt::Debug for State {
 pub enum InitError {
     #[error("email templates: {0}")]
     Templates(#[from] shared::email::RenderError),
-    #[error("email transport: {0}")]
-    Transport(#[from] shared::outbound::OutboundError),
 }
 
 impl State {
     /// Everything built once: templates parsed, the transport `EMAIL_TRANSPORT` names (with its
     /// HTTP client), the idempotency store.
     pub fn new(settings: &Settings, aws: &AwsClients) -> Result<Self, InitError> {
-        let transport = transport::from_settings(&settings.email, aws.sesv2())?;
+        let transport = transport::from_settings(&settings.email, aws.sesv2());
         Self::with_transport(settings, aws, transport)
     }
 

@@ -60,15 +60,15 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(settings: &Settings, aws: &AwsClients) -> Result<Self, shared::outbound::OutboundError> {
-        Ok(Self {
+    pub fn new(settings: &Settings, aws: &AwsClients) -> Self {
+        Self {
             verifier: Verifier::new(&settings.verifier),
             idempotency: IdempotencyStore::new(aws.dynamodb().clone(), &settings.idempotency),
             orders: OrdersRepo::new(aws.dynamodb().clone(), &settings.orders_table),
             subscriptions: SubscriptionsRepo::new(aws.dynamodb().clone(), &settings.subscriptions_table),
             email: EmailQueue::new(aws.sqs().clone(), &settings.email_queue_url),
-            stripe: StripeApi::new(&settings.stripe_api)?,
-        })
+            stripe: StripeApi::new(&settings.stripe_api),
+        }
     }
 }
 
@@ -76,7 +76,7 @@ impl shared::runtime::Function for State {
     type Settings = Settings;
 
     async fn init(settings: &Settings) -> Result<Self, lambda_http::Error> {
-        Ok(Self::new(settings, &AwsClients::load(false).await)?)
+        Ok(Self::new(settings, &AwsClients::load(false).await))
     }
 }
 

@@ -221,9 +221,9 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 
 impl Outbound {
     /// The outbound client of `settings`. Call once, at init; the HTTP client itself is built on
-    /// first use ([`client`](Self::client)).
-    pub fn new(settings: OutboundSettings) -> Result<Self, OutboundError> {
-        Ok(Self { client: Arc::new(OnceLock::new()), settings })
+    /// first use ([`client`](Self::client)), so nothing here can fail.
+    pub fn new(settings: OutboundSettings) -> Self {
+        Self { client: Arc::new(OnceLock::new()), settings }
     }
 
     /// The client, to build requests with (`outbound.client()?.post(url)...`), built the first
@@ -425,8 +425,7 @@ mod tests {
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(300),
             ..OutboundSettings::default()
-        })
-        .unwrap();
+        });
         for _ in 0..20 {
             let first = outbound.backoff(1);
             assert!((Duration::from_millis(50)..=Duration::from_millis(100)).contains(&first), "{first:?}");

@@ -10,6 +10,7 @@
 
 use std::future::Future;
 
+// Every SDK re-exports the same smithy interceptor types; one implementation serves all clients.
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use http::HeaderValue;

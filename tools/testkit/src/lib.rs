@@ -223,19 +223,28 @@ pub async fn moto_data(endpoint: &str) -> serde_json::Value {
 /// [`test_public_keys`] as `JWT_PUBLIC_KEYS`, tests mint with [`test_signer`], as auth-refresh would.
 fn test_signing() -> &'static shared::auth::access::SigningSettings {
     static KEYS: OnceLock<shared::auth::access::SigningSettings> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let (key, public) = shared::auth::access::generate_key_pair("test-1").expect("key pair");
-        shared::auth::access::SigningSettings {
-            key,
-            kid: "test-1".into(),
-            verify: shared::auth::access::AccessTokenSettings {
-                public_keys: vec![public],
-                issuer: shared::auth::access::DEFAULT_ISSUER.into(),
-                audience: shared::auth::access::DEFAULT_AUDIENCE.into(),
-                ttl: Duration::from_secs(900),
-            },
-        }
-    })
+    KEYS.get_or_init(|| signing_settings("test-1"))
+}
+
+/// Signing settings of a new key pair named `kid`, with the default issuer and audience.
+fn signing_settings(kid: &str) -> shared::auth::access::SigningSettings {
+    let (key, public) = shared::auth::access::generate_key_pair(kid).expect("key pair");
+    shared::auth::access::SigningSettings {
+        key,
+        kid: kid.into(),
+        verify: shared::auth::access::AccessTokenSettings {
+            public_keys: vec![public],
+            issuer: shared::auth::access::DEFAULT_ISSUER.into(),
+            audience: shared::auth::access::DEFAULT_AUDIENCE.into(),
+            ttl: Duration::from_secs(900),
+        },
+    }
+}
+
+/// A signer with a key pair of its own that claims `kid` (the test key's is `test-1`): what a
+/// verifier must refuse although the header names a key it knows.
+pub fn impostor_signer(kid: &str) -> shared::auth::AccessTokenSigner {
+    shared::auth::AccessTokenSigner::new(&signing_settings(kid))
 }
 
 /// `JWT_PUBLIC_KEYS` for a verifier under test.

@@ -21,7 +21,7 @@ async fn a_paid_order_gets_one_confirmation_email() {
     let mut webhook_env = f.provisioned.env("stripe-webhook");
     webhook_env.insert("STRIPE_WEBHOOK_SECRET".into(), STRIPE_SECRET.into());
     let webhook_settings = stripe_webhook::settings::Settings::from_env(testkit::env_reader(webhook_env)).unwrap();
-    let webhook = stripe_webhook::handler::State::new(&webhook_settings, &f.aws).expect("webhook state");
+    let webhook = stripe_webhook::handler::State::new(&webhook_settings, &f.aws);
     assert_eq!(webhook_settings.email_queue_url, f.queue_url, "both functions use the template's EmailQueue");
 
     let order = Order {

@@ -7,9 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lambda_http::{Body, Request, Response};
+use crate::common;
+use lambda_http::{Body, Response};
 use serde_json::{Value, json};
-use shared::auth::{AccessTokenSigner, UserId};
+use shared::auth::AccessTokenSigner;
 use shared::cache::{Cache, CacheSettings, CacheStatus};
 use shared::clients::{RedisSettings, RedisStore};
 use shared::config::FromEnv;
@@ -63,17 +64,12 @@ async fn fixture(mode: RedisMode) -> Fixture {
 
 impl Fixture {
     async fn send(&self, method: &str, uri: &str, body: Option<Value>) -> Response<Body> {
-        let bearer = format!("Bearer {}", self.tokens.mint(&UserId::parse("user-1").unwrap()).unwrap());
-        let b = http::Request::builder().method(method).uri(uri).header("authorization", bearer);
-        let req: Request = match body {
-            Some(v) => b.header("content-type", "application/json").body(Body::Text(v.to_string())).unwrap(),
-            None => b.body(Body::Empty).unwrap(),
-        };
-        posts_write::handler::handle(&self.write, req).await
+        let bearer = common::bearer(&self.tokens, "user-1");
+        posts_write::handler::handle(&self.write, common::request(method, uri, Some(&bearer), body)).await
     }
 
     async fn read(&self, uri: &str) -> Response<Body> {
-        posts_read::handler::handle(&self.read, http::Request::builder().uri(uri).body(Body::Empty).unwrap()).await
+        common::read(&self.read, uri).await
     }
 
     async fn create(&self, title: &str) -> Value {

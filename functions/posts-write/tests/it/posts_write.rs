@@ -6,9 +6,10 @@ use shared::config::FromEnv;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use lambda_http::{Body, Request, Response};
+use crate::common;
+use lambda_http::{Body, Response};
 use serde_json::{Value, json};
-use shared::auth::{AccessTokenSigner, UserId};
+use shared::auth::AccessTokenSigner;
 use shared::cache::{Cache, CacheSettings, CacheStatus};
 use shared::clients::{RedisSettings, RedisStore};
 use shared::clock::timestamp_now;
@@ -64,23 +65,16 @@ async fn fixture_on(endpoint: &str) -> Fixture {
 
 impl Fixture {
     fn bearer(&self, user: &str) -> String {
-        format!("Bearer {}", self.tokens.mint(&UserId::parse(user).unwrap()).unwrap())
+        common::bearer(&self.tokens, user)
     }
 
     async fn send(&self, method: &str, uri: &str, user: Option<&str>, body: Option<Value>) -> Response<Body> {
-        let mut b = http::Request::builder().method(method).uri(uri);
-        if let Some(user) = user {
-            b = b.header("authorization", self.bearer(user));
-        }
-        let req: Request = match body {
-            Some(v) => b.header("content-type", "application/json").body(Body::Text(v.to_string())).unwrap(),
-            None => b.body(Body::Empty).unwrap(),
-        };
-        posts_write::handler::handle(&self.write, req).await
+        let bearer = user.map(|u| self.bearer(u));
+        posts_write::handler::handle(&self.write, common::request(method, uri, bearer.as_deref(), body)).await
     }
 
     async fn read(&self, uri: &str) -> Response<Body> {
-        posts_read::handler::handle(&self.read, http::Request::builder().uri(uri).body(Body::Empty).unwrap()).await
+        common::read(&self.read, uri).await
     }
 
     async fn create(&self, user: &str, title: &str) -> Value {

@@ -47,7 +47,7 @@ pub async fn serial_fixture(moto: &testkit::SerialMoto) -> Fixture {
 fn fixture_from(provisioned: Provisioned, aws: AwsClients, endpoint: String) -> Fixture {
     let env = provisioned.env("stripe-webhook");
     let settings = Settings::from_env(testkit::env_reader(env.clone())).expect("settings from the template");
-    let state = State::new(&settings, &aws).expect("state");
+    let state = State::new(&settings, &aws);
     Fixture {
         orders: state.orders.clone(),
         subscriptions: state.subscriptions.clone(),
@@ -68,7 +68,7 @@ impl Fixture {
         for (k, v) in changes {
             env.insert((*k).to_owned(), (*v).to_owned());
         }
-        State::new(&Settings::from_env(testkit::env_reader(env)).unwrap(), &self.aws).expect("state")
+        State::new(&Settings::from_env(testkit::env_reader(env)).unwrap(), &self.aws)
     }
 
     pub async fn seed_order(&self, id: &str, total: i64) -> Order {

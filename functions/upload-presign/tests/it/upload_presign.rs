@@ -207,18 +207,7 @@ async fn authentication_comes_first() {
     assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
 
     // Signed by a key pair of its own that claims the test key's kid: refused.
-    let (key, public) = shared::auth::access::generate_key_pair("test-1").unwrap();
-    let other = shared::auth::AccessTokenSigner::new(&shared::auth::access::SigningSettings {
-        key,
-        kid: "test-1".into(),
-        verify: shared::auth::access::AccessTokenSettings {
-            public_keys: vec![public],
-            issuer: shared::auth::access::DEFAULT_ISSUER.into(),
-            audience: shared::auth::access::DEFAULT_AUDIENCE.into(),
-            ttl: std::time::Duration::from_secs(60),
-        },
-    });
-    let forged = other.mint(&shared::auth::UserId::parse("user-1").unwrap()).unwrap();
+    let forged = testkit::impostor_signer("test-1").mint(&shared::auth::UserId::parse("user-1").unwrap()).unwrap();
     let req = http::Request::builder()
         .method("POST")
         .uri("/uploads")

@@ -69,21 +69,18 @@ pub trait Transport: Send + Sync {
     ) -> BoxFuture<'a, Result<Sent, TransportError>>;
 }
 
-/// The transport `settings` ask for. The HTTP transport's client is built here, once.
-pub fn from_settings(
-    settings: &EmailSettings,
-    sesv2: &aws_sdk_sesv2::Client,
-) -> Result<Arc<dyn Transport>, OutboundError> {
-    Ok(match (settings.transport, &settings.http) {
+/// The transport `settings` ask for (the HTTP transport's client is built on its first send).
+pub fn from_settings(settings: &EmailSettings, sesv2: &aws_sdk_sesv2::Client) -> Arc<dyn Transport> {
+    match (settings.transport, &settings.http) {
         (TransportKind::Http, Some(http)) => Arc::new(HttpTransport::new(
-            Outbound::new(settings.outbound.clone())?,
+            Outbound::new(settings.outbound.clone()),
             http.url.clone(),
             http.api_key.clone(),
         )),
         (TransportKind::Log, _) => Arc::new(LogTransport),
         // Http without settings cannot come out of `EmailSettings::from_env`; SES is the default.
         _ => Arc::new(SesTransport::new(sesv2.clone(), settings.configuration_set.clone())),
-    })
+    }
 }
 
 // ---- SES ----------------------------------------------------------------------------------------

@@ -177,8 +177,8 @@ pub struct StripeApi {
 
 impl StripeApi {
     /// The client (its connection pool and TLS configuration are built on the first call).
-    pub fn new(settings: &StripeApiSettings) -> Result<Self, OutboundError> {
-        Ok(Self { outbound: Outbound::new(settings.outbound.clone())?, settings: settings.clone() })
+    pub fn new(settings: &StripeApiSettings) -> Self {
+        Self { outbound: Outbound::new(settings.outbound.clone()), settings: settings.clone() }
     }
 
     async fn get(&self, path: &str, target: &str, deadline: Instant) -> Result<serde_json::Value, StripeApiError> {
