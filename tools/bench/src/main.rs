@@ -8,6 +8,7 @@ mod drills;
 mod drills_async;
 mod drills_posts;
 mod floor;
+mod hot_text;
 mod perf;
 mod sessions;
 mod stats;
@@ -47,6 +48,23 @@ enum Cmd {
         colds: usize,
         #[arg(long, default_value_t = 5000)]
         warm: usize,
+    },
+    /// What each function executes in a cold start and its first invocation (valgrind's
+    /// callgrind, one process per sample event) → the linker scripts of `layout/hot-text/`.
+    HotText {
+        /// Folder with bootstraps that keep their symbols (the `symbols` profile).
+        #[arg(long)]
+        bin_dir: PathBuf,
+        #[arg(long)]
+        env_file: PathBuf,
+        /// The rendered sample events, a folder per function.
+        #[arg(long)]
+        events: PathBuf,
+        #[arg(long)]
+        out_dir: PathBuf,
+        /// The command line to record in each script.
+        #[arg(long)]
+        command: String,
     },
     /// Only the session pieces: the "Session memory" bench section and the refresh-flood drill,
     /// printed as Markdown (what `make bench` / `make drill` write among the rest).
@@ -106,9 +124,21 @@ async fn main() {
             let events = floor::Events::same(serde_json::from_str(&text).expect("event JSON"));
             let row = floor::measure("exercise", &bin, &env, &events, colds, warm).await;
             println!(
-                "init {:?}, first response {:?}, CPU/invocation {:?}, p50 {:?}, p99 {:?}",
-                row.init, row.first_response, row.cpu_per_invocation, row.p50, row.p99
+                "init {:?}, first response {:?}, CPU/invocation {:?}, p50 {:?}, p99 {:?}, peak RSS after first {} KiB \
+                 (anonymous {} KiB, mapped files {} KiB)",
+                row.init,
+                row.first_response,
+                row.cpu_per_invocation,
+                row.p50,
+                row.p99,
+                row.rss_first / 1024,
+                row.anon_first / 1024,
+                row.file_first / 1024
             );
+        }
+        Cmd::HotText { bin_dir, env_file, events, out_dir, command } => {
+            let env = lambda_harness::env::read_env_file(&env_file).expect("env file");
+            hot_text::run(&bin_dir, &env, &events, &out_dir, &command).await;
         }
         Cmd::Sessions { bin_dir, env_file, events } => {
             let env = lambda_harness::env::read_env_file(&env_file).expect("env file");

@@ -18,7 +18,7 @@ use crate::Args;
 use crate::stats::{mib, ms, percentile};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
-const FUNCTIONS: [&str; 6] =
+pub const FUNCTIONS: [&str; 6] =
     ["posts-read", "posts-write", "auth-refresh", "upload-presign", "stripe-webhook", "email-sender"];
 
 pub fn read_event(dir: &Path, name: &str) -> Value {
