@@ -13,11 +13,10 @@ use std::time::Duration;
 use lambda_harness::{Function, SpawnOptions};
 use serde_json::Value;
 
-/// Valgrind runs code some 50 times slower; these only bound a hung process.
+/// Valgrind runs code some 50 times slower; this only bounds a hung process.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The executed Rust functions of `bin` over one cold start per event, as callgrind names them
-/// (mangled).
+/// The functions `bin` executes over one cold start per event, as callgrind names them (mangled).
 async fn executed(bin: &Path, env: &[(String, String)], events: &[Value], scratch: &Path) -> BTreeSet<String> {
     let name = bin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let out = scratch.join(format!("{name}.callgrind"));
