@@ -11,12 +11,6 @@ scripts/bootstrap.sh
 command -v valgrind >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq valgrind >/dev/null; }
 cargo build --locked --profile symbols --bins -p posts-read -p posts-write -p auth-refresh -p upload-presign -p email-sender -p stripe-webhook
 cargo build --locked --release -p bench -p ops
-STACK=$(mktemp -d /tmp/bundle-hot-text-stack.XXXXXX)
-cleanup() { scripts/stack.sh down "$STACK"; rm -rf "$STACK"; }
-trap cleanup EXIT
-scripts/stack.sh up "$STACK"
-set -a; . "$STACK/env"; set +a
-"$TARGET/release/ops" seed >/dev/null
-"$TARGET/release/ops" render-events --from events --to "$STACK/events" >/dev/null
+. scripts/seeded-stack.sh hot-text
 "$TARGET/release/bench" hot-text --bin-dir "$TARGET/symbols" --env-file "$STACK/env" --events "$STACK/events" \
   --out-dir layout/hot-text --command "scripts/hot-text.sh"

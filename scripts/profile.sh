@@ -14,12 +14,7 @@ scripts/bootstrap.sh
 command -v perf >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq linux-perf >/dev/null; }
 cargo build --locked --profile profiling -p "$FUNCTION"
 cargo build --locked --release -p bench -p ops
-STACK=$(mktemp -d /tmp/bundle-profile-stack.XXXXXX)
-cleanup() { scripts/stack.sh down "$STACK"; rm -rf "$STACK"; }
-trap cleanup EXIT
-scripts/stack.sh up "$STACK"
-set -a; . "$STACK/env"; set +a
-"$TARGET/release/ops" seed >/dev/null
+. scripts/seeded-stack.sh profile
 BENCH="$TARGET/release/bench"
 BIN="$TARGET/profiling/$FUNCTION"
 # Init: many cold starts, one invocation each. Warm: one process, many invocations.

@@ -11,14 +11,7 @@ ROOT=$PWD
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 scripts/bootstrap.sh
 cargo build --release --locked --workspace --bins
-STACK=$(mktemp -d /tmp/bundle-release-stack.XXXXXX)
-cleanup() { scripts/stack.sh down "$STACK"; rm -rf "$STACK"; }
-trap cleanup EXIT
-scripts/stack.sh up "$STACK"
-set -a; . "$STACK/env"; set +a
-"$TARGET/release/ops" seed >/dev/null
-# Access-token placeholders of the sample events, filled with tokens of the stack's key.
-"$TARGET/release/ops" render-events --from events --to "$STACK/events" >/dev/null
+. scripts/seeded-stack.sh release
 if [ "$MODE" = drill ] && [ -n "${ONLY:-}" ]; then
   # One drill: its report goes beside the full one, which stays as `make drill` wrote it.
   "$TARGET/release/bench" drill --only "$ONLY" --bin-dir "$TARGET/release" --env-file "$STACK/env" \
