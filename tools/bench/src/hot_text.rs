@@ -21,6 +21,8 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The functions `bin` executes over one cold start per event, as callgrind names them (mangled).
 async fn executed(bin: &Path, env: &[(String, String)], events: &[Value], scratch: &Path) -> BTreeSet<String> {
+    // The wrapper runs in the harness's task root, so the binary is named by its absolute path.
+    let bin = &std::fs::canonicalize(bin).unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
     let name = bin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let out = scratch.join(format!("{name}.callgrind"));
     // The harness starts one program: a wrapper that execs valgrind keeps the pid the harness sees.
@@ -41,13 +43,7 @@ async fn executed(bin: &Path, env: &[(String, String)], events: &[Value], scratc
         f.wait_ready(TIMEOUT).await.expect("init under valgrind");
         // The answer does not matter (an error path is code too); only that it ran.
         let _ = f.invoke(event, TIMEOUT).await;
-        terminate(f.pid());
-        let mut waited = Duration::ZERO;
-        while f.is_running() && waited < TIMEOUT {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            waited += Duration::from_millis(50);
-        }
-        f.stop().await;
+        f.terminate(TIMEOUT).await;
         let profile = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
         names.extend(function_names(&profile));
     }
@@ -57,11 +53,6 @@ async fn executed(bin: &Path, env: &[(String, String)], events: &[Value], scratc
 fn make_executable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod the wrapper");
-}
-
-/// SIGTERM, through kill(1): the bench has no libc binding and needs none elsewhere.
-fn terminate(pid: u32) {
-    let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
 }
 
 /// The symbols of a callgrind profile's `fn=` / `cfn=` lines (`(id) name` once, `(id)` after):

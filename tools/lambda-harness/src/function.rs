@@ -241,6 +241,15 @@ impl Function {
         self.logs.since(offset)
     }
 
+    /// SIGTERM, as Lambda sends at shutdown, then up to `grace` for the process to exit by itself
+    /// (a profiler under it writes its output then), then [`stop`](Self::stop).
+    pub async fn terminate(self, grace: Duration) -> StopReport {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
+        let mut exit = self.exit.clone();
+        let _ = tokio::time::timeout(grace, exit.wait_for(Option::is_some)).await;
+        self.stop().await
+    }
+
     /// Measures peak RSS, kills the process if it is still running, waits for it and for its output
     /// to be fully captured.
     pub async fn stop(mut self) -> StopReport {

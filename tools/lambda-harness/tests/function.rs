@@ -45,6 +45,16 @@ async fn invoke_returns_the_echo_and_measures_cold_init() {
 }
 
 #[tokio::test]
+async fn terminate_sends_sigterm_and_the_process_exits_by_that_signal() {
+    use std::os::unix::process::ExitStatusExt;
+    let function = echo(&[]).await;
+    function.wait_ready(TIMEOUT).await.expect("function initialises");
+    let report = function.terminate(TIMEOUT).await;
+    assert!(report.exited_on_its_own, "{report:?}");
+    assert_eq!(report.status.and_then(|s| s.signal()), Some(15), "{report:?}");
+}
+
+#[tokio::test]
 async fn warm_invocations_reuse_the_process() {
     let function = echo(&[]).await;
     let pid = function.pid();
