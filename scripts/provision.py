@@ -56,6 +56,7 @@ class Provisioner:
         self.ses = boto3.client("sesv2", **kw)
         self.region = region
         self.out = {}
+        self.secret_values = {}  # a secret's local ARN -> its local value
 
     def resources(self, kind):
         for logical, res in self.t.get("Resources", {}).items():
@@ -83,6 +84,10 @@ class Provisioner:
             if fn == "Fn::GetAtt":
                 logical, attr = arg
                 return self.attr(logical, attr)
+            if fn == "Fn::If":
+                # Conditions are AWS-side choices (a secret that exists only when its parameter
+                # is set): locally the variable is left out, like a parameter without a value.
+                raise KeyError(f"Fn::If {arg[0]}: a condition has no value locally")
             if fn == "Fn::Sub":
                 text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
 
@@ -94,7 +99,13 @@ class Provisioner:
                         logical, attr = key.split(".", 1)
                         return str(self.attr(logical, attr))
                     return str(self.resolve({"Ref": key}))
-                return re.sub(r"\$\{([^}!]+)\}", sub, text)
+                text = re.sub(r"\$\{([^}!]+)\}", sub, text)
+                # A dynamic reference to a secret is its local value (a cache user's password).
+                return re.sub(r"\{\{resolve:secretsmanager:([^}]+)\}\}",
+                              lambda m: self.secret_values[m.group(1)], text)
+            if fn == "Fn::If":
+                name, yes, no = arg
+                return self.resolve(yes if self.condition(name) else no)
             if fn == "Fn::Join":
                 sep, items = arg
                 items = self.resolve(items)
@@ -103,7 +114,29 @@ class Provisioner:
             return [self.resolve(v) for v in value]
         return value
 
+    def condition(self, name):
+        """A condition of the template, evaluated against the given parameters (the edge's
+        EnableEdge, for example: off unless a caller turns it on)."""
+        return self.truth(self.t.get("Conditions", {})[name])
+
+    def truth(self, expr):
+        (fn, arg), = expr.items()
+        if fn == "Condition":
+            return self.condition(arg)
+        if fn == "Fn::Equals":
+            return str(self.resolve(arg[0])) == str(self.resolve(arg[1]))
+        if fn == "Fn::Not":
+            return not self.truth(arg[0])
+        if fn == "Fn::And":
+            return all(self.truth(a) for a in arg)
+        if fn == "Fn::Or":
+            return any(self.truth(a) for a in arg)
+        raise KeyError(f"unsupported condition function {fn}")
+
     def attr(self, logical, attr):
+        if self.t.get("Resources", {}).get(logical, {}).get("Type", "").startswith("Custom::"):
+            # Made by a custom resource in AWS (the signing key): the caller sets it locally.
+            raise KeyError(f"{logical}.{attr}: a custom resource's attribute has no value locally")
         info = self.out.get(logical)
         if info is None:
             raise KeyError(f"unresolvable GetAtt {logical}.{attr}")
@@ -197,6 +230,24 @@ class Provisioner:
         except self.ses.exceptions.AlreadyExistsException:
             pass
 
+    def secrets(self):
+        """Secrets Manager secrets. AWS generates or stores them and a function reads each at init
+        through <NAME>_SECRET_ARN (shared::config::secrets); locally the value is the --param of
+        the secret's logical id (or its SecretString), given to the function as <NAME> itself, and
+        to the cache users' ACL. A secret with no local value is left out."""
+        for logical, p in self.resources("AWS::SecretsManager::Secret"):
+            value = self.params.get(logical)
+            if value is None and "SecretString" in p:
+                try:
+                    value = self.resolve(p["SecretString"])
+                except KeyError:
+                    value = None
+            if not value:
+                continue
+            arn = f"arn:aws:secretsmanager:{self.region}:000000000000:secret:{self.prefix}{logical}"
+            self.out[logical] = {"name": arn, "arn": arn}
+            self.secret_values[arn] = str(value)
+
     def function_envs(self, overrides):
         glob = (self.t.get("Globals", {}).get("Function", {}).get("Environment", {}) or {}).get("Variables", {})
         envs = {}
@@ -207,14 +258,19 @@ class Provisioner:
             env = {}
             for key, value in variables.items():
                 try:
-                    env[key] = str(self.resolve(value))
+                    resolved = str(self.resolve(value))
+                    if key.endswith("_SECRET_ARN") and resolved in self.secret_values:
+                        env[key[: -len("_SECRET_ARN")]] = self.secret_values[resolved]
+                        continue
+                    env[key] = resolved
                 except KeyError as e:
                     # A parameter with no local value (a secret the caller did not need) just
                     # leaves the variable out; anything else unresolvable is worth a word.
                     if key not in overrides and "has no value" not in str(e):
                         print(f"provision: {binary}: {key}: {e}", file=sys.stderr)
             # Local stand-ins for what is not emulated (the cache endpoint, for example).
-            env.update({k: v for k, v in overrides.items() if k in variables})
+            local_names = {k.removesuffix("_SECRET_ARN") for k in variables} | set(variables)
+            env.update({k: v for k, v in overrides.items() if k in local_names})
             envs[binary] = env
         return envs
 
@@ -254,6 +310,7 @@ def main():
     prov.queues()
     prov.buckets()
     prov.ses_identity()
+    prov.secrets()
     if args.acl_out:
         with open(args.acl_out, "w", encoding="utf-8") as f:
             f.write(prov.acl_file())

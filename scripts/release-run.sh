@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Shared by `make bench` and `make drill`: release build, a fresh local stack, seeded data, then
 # `bench <mode>` against the release bootstraps, writing OUT. Usage: release-run.sh perf|drill OUT
-# (ONLY=<drill name> runs a single drill: redis-posts-read, redis-auth-refresh, refresh-flood,
+# (ONLY=<drill name> runs a single drill: redis-posts-read, redis-seed-replaced, redis-auth-refresh, refresh-flood,
 # webhook-killed, posts-flood, ses-outage).
 set -euo pipefail
 cd "$(dirname "$0")/.."

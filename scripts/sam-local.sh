@@ -10,7 +10,7 @@
 #   scripts/sam-local.sh [--bin-dir DIR] [--bench FILE]
 #     --bin-dir  where the x86_64 function binaries are (default: $CARGO_TARGET_DIR/debug)
 #     --bench    also write phase 1's per-event durations into FILE (its "sam local invoke" section,
-#                replaced in place; make bench does this for BENCHMARKS.md on the release bootstraps)
+#                replaced in place; make bench does this for docs/performance.md on the release bootstraps)
 #
 # No Docker and no registry: Podman serves the Docker API on a socket in a temporary folder, its
 # configuration is a project-local containers.conf (CONTAINERS_CONF; /etc is never touched), its
@@ -25,6 +25,13 @@
 # else) and runs forwarders (scripts/loopback_forward.py) on the bridge's host address that relay to
 # the stack's loopback ports and refuse any peer outside that subnet. Everything the script starts
 # is stopped by PID on exit, and its containers are removed.
+#
+# When a Docker daemon answers (`docker info`: Docker Desktop, dockerd, the dev container's host
+# daemon), SAM CLI uses it as it normally does and no Podman is started: the same base image is
+# `docker import`ed (a tag of that name the daemon had is put back on exit), the containers join
+# an --internal network of this run (no route out), and the forwarders listen on the address that
+# network gives this machine (its gateway; or, when this runs in a container of that daemon, the
+# container's own address on it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -40,31 +47,32 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--bin-dir DIR] [--bench FILE]" >&2; exit 2 ;;
   esac
 done
-FUNCTIONS=(posts-read posts-write auth-refresh upload-presign stripe-webhook email-sender)
+# Every function template.yaml declares (scripts/functions.py): a new one needs nothing here.
+mapfile -t FUNCTIONS < <(python scripts/functions.py)
+[ "${#FUNCTIONS[@]}" -gt 0 ] || { echo "sam-local: scripts/functions.py found no function in template.yaml" >&2; exit 1; }
 # The seeding CLI from the same build when it is there (make bench builds release only).
 OPS=$BIN_DIR/ops
 [ -x "$OPS" ] || OPS=$TARGET/debug/ops
 ORIGIN=http://localhost:5173
 ORIGINS="http://127.0.0.1:5173,$ORIGIN"
-# The same local-only secrets scripts/stack.sh provisions with (the sample events are signed with them).
+# The template's parameters as scripts/stack.sh provisions with (the sample events are signed with
+# its secrets; the functions get every secret's local value through the stack's env-vars, since
+# the template's secrets and signing key are made in AWS).
 DEV_PARAMS=(
-  "JwtSigningKey=MFECAQEwBQYDK2VwBCIEIIDPe82yQBEEj0xVV309GPmgaSEeLsp3nlfclSQHQUkugSEAOysUVcqj6s--EY2H-yvF7NXjUXC8p5hMbhzyzo85VjU"
-  "JwtSigningKeyId=dev-1" "JwtPublicKeys=dev-1:OysUVcqj6s--EY2H-yvF7NXjUXC8p5hMbhzyzo85VjU"
-  "RefreshTokenSecret=dev-only-refresh-token-secret-not-for-production-01"
-  "PostsReadCachePassword=dev-redis-password-posts-read-0001"
-  "PostsWriteCachePassword=dev-redis-password-posts-write-0001"
-  "AuthRefreshCachePassword=dev-redis-password-auth-refresh-0001"
   "StripeWebhookSecret=whsec_dev_only_not_for_production_0001"
-  "PostsCursorSecret=dev-only-posts-cursor-secret-not-for-production-01"
   "EmailFromAddress=no-reply@example.com" "SesIdentity=example.com" "AllowedOrigins=$ORIGINS"
 )
 
 WORK=$(mktemp -d /tmp/bundle-sam-local.XXXXXX)
 PIDS=$WORK/pids
 STACKS=()
+BASE_IMAGE=public.ecr.aws/lambda/provided:al2023-x86_64
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then ENGINE=docker; else ENGINE=podman; fi
 PODMAN=(podman --root "$WORK/storage" --runroot "$WORK/run" --tmpdir "$WORK/tmp" --storage-driver vfs)
-export CONTAINERS_CONF=$WORK/containers.conf
-export DOCKER_HOST=unix://$WORK/podman.sock
+if [ "$ENGINE" = podman ]; then
+  export CONTAINERS_CONF=$WORK/containers.conf
+  export DOCKER_HOST=unix://$WORK/podman.sock
+fi
 
 stop_pid() {
   kill "$1" 2>/dev/null || return 0
@@ -78,6 +86,15 @@ cleanup() {
   if [ -f "$PIDS.fwd" ]; then while read -r pid; do stop_pid "$pid"; done <"$PIDS.fwd"; fi
   if [ -S "$WORK/podman.sock" ]; then "${PODMAN[@]}" rm -af -t 2 >/dev/null 2>&1; fi
   if [ -f "$PIDS.podman" ]; then while read -r pid; do stop_pid "$pid"; done <"$PIDS.podman"; fi
+  if [ "$ENGINE" = docker ]; then
+    [ -z "${JOINED:-}" ] || docker network disconnect -f "$NET" "$JOINED" >/dev/null 2>&1
+    [ ! -f "$WORK/docker-network" ] || docker network rm "$NET" >/dev/null 2>&1
+    if [ -f "$WORK/docker-image-before" ]; then
+      docker tag "$(cat "$WORK/docker-image-before")" "$BASE_IMAGE" >/dev/null 2>&1
+    elif [ -f "$WORK/docker-image-ours" ]; then
+      docker rmi "$BASE_IMAGE" >/dev/null 2>&1
+    fi
+  fi
   # The bridge and the IP allocations CNI keeps for it outlive the containers: this run's, by name.
   if [ -n "${BRIDGE:-}" ] && ip link show "$BRIDGE" >/dev/null 2>&1; then ip link delete "$BRIDGE"; fi
   if [ -n "${NET:-}" ]; then rm -rf "/var/lib/cni/networks/$NET"; fi
@@ -124,6 +141,8 @@ SUBNET=10.89.$SUBNET_C.0/24
 GATEWAY=10.89.$SUBNET_C.1
 NET=bundle-sam-$$
 BRIDGE=bsam$SUBNET_C
+HOST_ADDRESS=$GATEWAY
+if [ "$ENGINE" = podman ]; then  # ---- no Docker daemon: Podman serves the Docker API, this run only
 mkdir -p "$WORK/cni" "$WORK/tmp"
 cat >"$CONTAINERS_CONF" <<EOF
 # scripts/sam-local.sh: Podman for SAM CLI, this run only.
@@ -157,8 +176,27 @@ EOF
 echo $! >>"$PIDS.podman"
 for _ in $(seq 1 100); do [ -S "$WORK/podman.sock" ] && break; sleep 0.1; done
 tar -C "$ROOTFS" -c . | "${PODMAN[@]}" import --change 'WORKDIR /var/task' - \
-  public.ecr.aws/lambda/provided:al2023-x86_64 >/dev/null 2>"$WORK/import.log" \
+  "$BASE_IMAGE" >/dev/null 2>"$WORK/import.log" \
   || { cat "$WORK/import.log" >&2; exit 1; }
+
+else
+  # The daemon's own network, --internal: containers reach its subnet and nothing else.
+  docker network create --internal --subnet "$SUBNET" --gateway "$GATEWAY" "$NET" >/dev/null
+  touch "$WORK/docker-network"
+  export SAM_DOCKER_NETWORK=$NET
+  HOST_ADDRESS=$GATEWAY
+  if docker inspect "$(hostname)" >/dev/null 2>&1; then
+    # This machine is itself a container of that daemon: containers reach it on that network.
+    JOINED=$(hostname)
+    docker network connect "$NET" "$JOINED"
+    HOST_ADDRESS=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$JOINED")
+  fi
+  before=$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE" 2>/dev/null || true)
+  [ -z "$before" ] || echo "$before" >"$WORK/docker-image-before"
+  touch "$WORK/docker-image-ours"
+  tar -C "$ROOTFS" -c . | docker import --change 'WORKDIR /var/task' - "$BASE_IMAGE" >/dev/null 2>"$WORK/import.log" \
+    || { cat "$WORK/import.log" >&2; exit 1; }
+fi
 
 export SAM_CLI_TELEMETRY=0
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
@@ -176,17 +214,17 @@ phase_stack() {
   # Seeded data, and the sample events with fresh access tokens of this stack's key filled in
   # (events name users, not tokens: `ops render-events`).
   (set -a; . "$dir/env"; set +a; "$OPS" seed >/dev/null; "$OPS" render-events --from events --to "$dir/events" >/dev/null)
-  python "$ROOT/scripts/loopback_forward.py" --listen "$GATEWAY" --allow "$SUBNET" \
+  python "$ROOT/scripts/loopback_forward.py" --listen "$HOST_ADDRESS" --allow "$SUBNET" \
     --port "${endpoint##*:}" --port "$redis_port" >>"$WORK/forward.log" 2>&1 &
   echo $! >>"$PIDS.fwd"
   python "$ROOT/scripts/sam_local_template.py" --functions-json "$dir/functions.json" --endpoint "$endpoint" \
-    --origins "$ORIGINS" --code-dir "$WORK/code" --host-address "$GATEWAY" \
+    --origins "$ORIGINS" --code-dir "$WORK/code" --host-address "$HOST_ADDRESS" \
     --port "${endpoint##*:}" --port "$redis_port" "${DEV_PARAMS[@]/#/--param=}" --out-dir "$WORK/gen-$name"
   # SAM asks STS who the caller is before each invoke: moto answers.
   export AWS_ENDPOINT_URL=$endpoint AWS_ENDPOINT_URL_STS=$endpoint
 }
 
-echo "== sam local invoke: every events/ file (containers on $NET, $SUBNET)"
+echo "== sam local invoke: every events/ file ($ENGINE, containers on $NET, $SUBNET)"
 phase_stack invoke
 started=$(date +%s)
 bench_args=()

@@ -8,7 +8,8 @@ The local template differs from template.yaml only where a local run must:
     function (`<code-dir>/<binary>/bootstrap`), no BuildMethod metadata (nothing to build);
   - no VpcConfig (there is no VPC locally; SAM ignores it anyway);
   - every variable of the stack's environment declared on the function that reads it, plus
-    AWS_ENDPOINT_URL: `--env-vars` can only set keys the template declares;
+    AWS_ENDPOINT_URL: `--env-vars` can only set keys the template declares; a secret's
+    <NAME>_SECRET_ARN is emptied where the stack gives <NAME> its local value;
   - the HTTP API's CorsConfiguration with the stack's origins written out (the same list the
     AllowedOrigins parameter gets in AWS), so `sam local start-api` answers preflights like API
     Gateway does.
@@ -75,6 +76,12 @@ def local_template(template, stack_env, code_dir, origins):
         variables = props.setdefault("Environment", {}).setdefault("Variables", {})
         for key in sorted(stack_env.get(binary, {})) + ["AWS_ENDPOINT_URL"]:
             variables.setdefault(key, "set-by-env-vars")
+        # A secret the stack makes in AWS reaches the function as <NAME>_SECRET_ARN, read at init;
+        # locally its value comes as <NAME> through --env-vars, and an empty ARN is no secret to
+        # read (SAM would pass an unresolved Ref as the logical id, which init would try to read).
+        for key in list(variables):
+            if key.endswith("_SECRET_ARN") and key[: -len("_SECRET_ARN")] in stack_env.get(binary, {}):
+                variables[key] = ""
     for res in t["Resources"].values():
         if res.get("Type") == "AWS::Serverless::HttpApi":
             cors = res.get("Properties", {}).get("CorsConfiguration")

@@ -1,4 +1,4 @@
-# Sourced by the scripts that run release bootstraps (release-run.sh, hot-text.sh, profile.sh):
+# Sourced by the scripts that run release bootstraps (release-run.sh, profile.sh):
 # a fresh local stack in $STACK, its env exported, the seed data loaded and the sample events'
 # access-token placeholders rendered into $STACK/events; stopped and removed on exit.
 # Needs $TARGET/release/ops. Usage: . scripts/seeded-stack.sh NAME

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The local stack without Docker: redis-server and moto's server on free loopback ports, the
-# template's resources provisioned into moto, and a dotenv file describing it all.
+# The local stack without Docker: redis-server, moto's server and a local OIDC issuer
+# (scripts/oidc_issuer.py) on free loopback ports, the template's resources provisioned into moto,
+# and a dotenv file describing it all.
 #
-#   scripts/stack.sh up DIR [PREFIX]   start both servers, provision, write DIR/env and DIR/functions.json
+#   scripts/stack.sh up DIR [PREFIX]   start the servers, provision, write DIR/env and DIR/functions.json
 #   scripts/stack.sh down DIR          stop what `up` started (by the PIDs it recorded)
 #
 # Everything binds to 127.0.0.1. PIDs go to DIR/pids; logs to DIR/*.log.
@@ -46,12 +47,22 @@ up() {
   echo $! >>"$dir/pids"
   wait_port "$moto_port" 60
 
+  # The local OIDC issuer (sign-in, POST /auth/session): discovery document and key set on
+  # loopback; `ops id-token` signs with its key file. OIDC_ISSUER_PORT pins its port (make dev keeps
+  # the issuer, and so every signed-in user's id, across restarts).
+  local issuer_port=${OIDC_ISSUER_PORT:-$(free_port)}
+  "$VENV/bin/python" scripts/oidc_issuer.py --key "$dir/oidc-issuer-key.json" --port "$issuer_port" \
+    >"$dir/oidc-issuer.log" 2>&1 &
+  echo $! >>"$dir/pids"
+  wait_port "$issuer_port" 30
+  local oidc_issuer="http://127.0.0.1:$issuer_port" oidc_client_id=local-app
+
   local endpoint="http://127.0.0.1:$moto_port" redis_url="redis://127.0.0.1:$redis_port"
   local origins=${ALLOWED_ORIGINS:-http://127.0.0.1:5173,http://localhost:5173}
   "$VENV/bin/python" scripts/provision.py --endpoint "$endpoint" --prefix "$prefix" \
     --param "AllowedOrigins=$origins" \
-    --param "JwtSigningKey=$DEV_JWT_SIGNING_KEY" --param "JwtSigningKeyId=dev-1" \
-    --param "JwtPublicKeys=$DEV_JWT_PUBLIC_KEYS" --param "RefreshTokenSecret=$DEV_REFRESH_TOKEN_SECRET" \
+    --param "JwtSigningKeySecret=$DEV_JWT_SIGNING_KEY" --set "JWT_SIGNING_KEY_ID=dev-1" \
+    --set "JWT_PUBLIC_KEYS=$DEV_JWT_PUBLIC_KEYS" --param "RefreshTokenSecret=$DEV_REFRESH_TOKEN_SECRET" \
     --param "PostsReadCachePassword=$(dev_cache_password posts-read)" \
     --param "PostsWriteCachePassword=$(dev_cache_password posts-write)" \
     --param "AuthRefreshCachePassword=$(dev_cache_password auth-refresh)" \
@@ -60,6 +71,9 @@ up() {
     --set "REDIS_URL=$redis_url" --set REDIS_CLUSTER=false --set "ALLOWED_ORIGINS=$origins" \
     --set S3_FORCE_PATH_STYLE=true --acl-out "$dir/users.acl" \
     --set "ACCESS_TOKEN_TTL_SECONDS=${ACCESS_TOKEN_TTL_SECONDS:-3600}" \
+    --param "OidcClientId=$oidc_client_id" --set "OIDC_ISSUER=$oidc_issuer" \
+    `# One local stage: the code's default issuer and audience (in AWS each stack's own).` \
+    --set "JWT_ISSUER=rust-serverless-bundle" --set "JWT_AUDIENCE=rust-serverless-bundle-api" \
     >"$dir/functions.json"
 
   # The template's cache users, so each function signs in with only its own rights.
@@ -91,6 +105,8 @@ PY
     echo "AWS_ACCESS_KEY_ID=test"
     echo "AWS_SECRET_ACCESS_KEY=test"
     echo "REDIS_PORT=$redis_port"
+    # The local issuer's signing key, for `ops id-token` and {{id-token:<sub>}} in events/.
+    echo "OIDC_DEV_ISSUER_KEY=$dir/oidc-issuer-key.json"
     "$VENV/bin/python" - "$dir/functions.json" <<'PY'
 import json, sys
 doc = json.load(open(sys.argv[1]))

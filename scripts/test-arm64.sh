@@ -75,13 +75,7 @@ while read -r logical binary; do
     echo "test-arm64: $bootstrap is not an arm64 executable: $(file -b "$bootstrap")" >&2
     exit 1
   fi
-  # Linked with layout/hot-text/<binary>.ld (layout/build.rs): the code a cold start runs, first.
-  hot=$(readelf -SW "$bootstrap" | sed -n 's/.*\] \.text\.hot  *PROGBITS  *[0-9a-f]* [0-9a-f]* \([0-9a-f]*\) .*/\1/p')
-  if [ -z "$hot" ] || [ $((16#$hot)) -eq 0 ]; then
-    echo "test-arm64: $bootstrap has no .text.hot section: layout/hot-text/$binary.ld was not applied or matched nothing" >&2
-    exit 1
-  fi
-  printf '%-24s %-16s %10s bytes  .text.hot %8s bytes  %s\n' "$logical" "$binary" "$(stat -c %s "$bootstrap")" "$((16#$hot))" "$(file -b "$bootstrap" | cut -d, -f1-2)"
+  printf '%-24s %-16s %10s bytes  %s\n' "$logical" "$binary" "$(stat -c %s "$bootstrap")" "$(file -b "$bootstrap" | cut -d, -f1-2)"
   printf '#!/bin/sh\nexec %s -L %s %s "$@"\n' "$QEMU" "$ARM64_ROOT" "$bootstrap" >"$BIN/$binary"
   chmod +x "$BIN/$binary"
   count=$((count + 1))

@@ -33,6 +33,8 @@ set -a; . "$STACK/env"; set +a
 # tools/e2e (sample events, bad-input corpus) runs against this stack's own resources.
 export AWS_ENDPOINT_URL
 export BUNDLE_STACK_ENV="$STACK/env"
+# tools/e2e writes each sample event's answer here; tests/docs validates them against openapi.yaml.
+export BUNDLE_E2E_ANSWERS="$STACK/answers"
 
 echo "== unit and integration tests"
 if command -v cargo-nextest >/dev/null 2>&1; then
@@ -50,6 +52,15 @@ actionlint
 echo "== the translated template as a contract (SAM translator output, pytest)"
 python -m pytest tests/template -q -p no:cacheprovider
 
-echo "== events/ through SAM CLI: sam local invoke, then sam local start-api (Podman, no Docker)"
+# Issue 30: README.md and docs/ (sizes, every relative link and anchor), openapi.yaml against the
+# template's routes, the code's problem types and tools/e2e's real answers (BUNDLE_E2E_ANSWERS,
+# written by the cargo tests above), and every list of functions against template.yaml.
+echo "== docs, the OpenAPI contract, one place to add a function (pytest)"
+python -m pytest tests/docs tests/functions -q -p no:cacheprovider
+
+echo "== deploy rehearsal: the workflow's own sam build / package / deploy against MiniStack"
+scripts/deploy-rehearsal.sh
+
+echo "== events/ through SAM CLI: sam local invoke, then sam local start-api (a Docker daemon if one answers, else Podman)"
 cargo build --workspace --bins --locked -q  # the bootstraps (already built by the tests above)
 scripts/sam-local.sh

@@ -230,3 +230,129 @@ async fn concurrent_callers_all_recover_after_repeated_restarts() {
         }
     }
 }
+
+async fn get(store: &RedisStore, key: &str) -> Result<Option<String>, RedisStoreError> {
+    store.query(Retry::Idempotent, redis::cmd("GET").arg(key)).await
+}
+
+/// Reads `keys` (each set to "v") until one pass finds every one; panics if that has not
+/// happened within [`RECOVERY`]. Every failure on the way must be an outage.
+async fn every_key_hits(store: &RedisStore, keys: &[String]) {
+    let start = Instant::now();
+    loop {
+        let mut hits = 0;
+        for key in keys {
+            match tokio::time::timeout(Duration::from_secs(2), get(store, key)).await {
+                Ok(Ok(Some(_))) => hits += 1,
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => assert!(is_outage(&e), "a recovering cluster gave a non-outage error: {e}"),
+                Err(_) => panic!("a call hung for 2 s"),
+            }
+        }
+        if hits == keys.len() {
+            return;
+        }
+        assert!(
+            start.elapsed() < RECOVERY,
+            "{hits} of {} reads hit {RECOVERY:?} after the seed node was removed, though the other masters hold every slot",
+            keys.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The drill of issue 28: a 3-master cluster under steady reads; the master that `REDIS_URL`
+/// names has its slots moved to a new master, is removed from the cluster and killed. The store
+/// must find the cluster again through the nodes it knows, not only through the URL's node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_whose_seed_node_is_replaced_is_reached_through_the_nodes_it_knows() {
+    let mut cluster = RedisCluster::start(3);
+    let seed = cluster.ports[0];
+    // Signed in as posts-read, whose ACL allows CLUSTER SLOTS and CLUSTER SHARDS but no more.
+    let store = std::sync::Arc::new(store_with(&cluster.url_as("posts-read"), true, 200));
+    let keys: Vec<String> = (0..64).map(|i| format!("post:{i}")).collect();
+    for key in &keys {
+        set(&store, key).await.expect("up");
+    }
+    // Steady reads while the cluster changes, as a warm posts-read instance sees them.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|i| {
+            let (store, stop, keys) = (store.clone(), stop.clone(), keys.clone());
+            tokio::spawn(async move {
+                let mut n = i;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = get(&store, &keys[n % keys.len()]).await;
+                    n += 1;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        })
+        .collect();
+    let (replacement, new) = tokio::task::spawn_blocking(move || {
+        let new = cluster.add_master();
+        cluster.move_all_slots(seed, new);
+        cluster.remove_node(seed);
+        (cluster, new)
+    })
+    .await
+    .expect("cluster change");
+    // The removed node is dead: nothing answers on the URL's port any more.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", seed)).is_err(), "the seed node still answers");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Then the node now holding the seed's slots stalls for a moment: calls to it time out, the
+    // store's link breaks and it must connect again, with the URL's node gone.
+    let replacement = tokio::task::spawn_blocking(move || {
+        replacement.pause_node(new, Duration::from_secs(1));
+        replacement
+    })
+    .await
+    .expect("pause");
+    every_key_hits(&store, &keys).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        r.await.expect("reader");
+    }
+    drop(replacement);
+}
+
+/// Every Redis round trip runs in a `redis` span carrying the invocation's X-Ray trace id, so its
+/// time and its lines are found by trace (docs/observability.md says what X-Ray itself records).
+#[tokio::test]
+async fn each_round_trip_runs_in_a_span_that_carries_the_trace_id() {
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[derive(Clone, Default)]
+    struct Spans(Arc<Mutex<Vec<(String, String)>>>);
+    struct Visitor<'a>(&'a mut String);
+    impl tracing::field::Visit for Visitor<'_> {
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            if field.name() == "trace_id" {
+                *self.0 = value.to_owned();
+            }
+        }
+        fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+    }
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let mut trace = String::new();
+            attrs.record(&mut Visitor(&mut trace));
+            self.0.lock().unwrap().push((attrs.metadata().name().to_owned(), trace));
+        }
+    }
+
+    let server = RedisServer::start();
+    let store = store(&server.url());
+    let spans = Spans::default();
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    shared::xray::scope(Some(trace.to_owned()), set(&store, "traced")).await.expect("up");
+    let seen = spans.0.lock().unwrap().clone();
+    assert!(seen.contains(&("redis".to_owned(), trace.to_owned())), "spans: {seen:?}");
+}

@@ -17,7 +17,7 @@ use lambda_http::http::{StatusCode, header};
 use shared::http::{Cors, Problem, cookie_values};
 
 /// `__Host-`: the browser only accepts this cookie from our own host over HTTPS, with `Path=/`
-/// and no `Domain`, so no sibling subdomain can set or shadow it (README, "Sessions").
+/// and no `Domain`, so no sibling subdomain can set or shadow it (docs/design/sessions.md).
 pub const COOKIE: &str = "__Host-refresh_token";
 /// `__Host-` cookies must have `Path=/`.
 pub const COOKIE_PATH: &str = "/";

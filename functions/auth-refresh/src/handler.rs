@@ -1,6 +1,14 @@
 //! Request in, refresh token out of the cookie or the body, session service, response out.
 //!
 //! Contract (API Gateway HTTP API, payload 2.0):
+//! - `POST /auth/session` with `{"idToken": "<OIDC ID token>"}` (browsers signing in) → 200
+//!   `{accessToken, tokenType, expiresIn}` and the `__Host-refresh_token` cookie; the refresh token
+//!   is never in the body. The request must pass the cookie routes' checks ([`crate::browser`]:
+//!   403 cross-site, 415 not JSON); a body that is not `{"idToken": string}` → 400; a token over
+//!   16 KiB → 413. The token is verified against `OIDC_ISSUER` ([`shared::auth::oidc`]): every
+//!   failure is the one 401 of `invalid-id-token`, and no session starts. The issuer's keys
+//!   unreachable or slow → 503 with `Retry-After`, before the invocation's deadline. The user is
+//!   found, or created on the first sign-in, by `(iss, sub)` ([`shared::auth::identities`]).
 //! - `POST /auth/refresh`:
 //!   - by body `{"refreshToken": "..."}` (native apps) → 200
 //!     `{accessToken, tokenType, expiresIn, refreshToken, refreshExpiresIn}`, no cookie;
@@ -20,12 +28,16 @@
 use std::sync::Arc;
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
 use shared::auth::access::AccessTokenSigner;
+use shared::auth::identities::{Identities, SignedIn};
+use shared::auth::oidc::{IdTokenVerifier, MAX_ID_TOKEN_BYTES};
 use shared::auth::{self, RefreshError, RefreshTokenStore, Rejection, Session, Sessions};
-use shared::clients::{RedisStore, RedisStoreError};
+use shared::clients::{AwsClients, RedisStore, RedisStoreError};
+use shared::deadline::Deadline;
 use shared::http::{self, Cors, Problem, Route, Routes};
+use shared::outbound::Outbound;
 
 use crate::browser::{self, COOKIE, COOKIE_PATH};
 use crate::settings::Settings;
@@ -33,19 +45,39 @@ use crate::settings::Settings;
 /// A token body is ~200 bytes; anything far larger is not one.
 pub const MAX_BODY_BYTES: usize = 4096;
 
+/// `{"idToken": ...}` with a token of at most 16 KiB, and room for the JSON around it.
+pub const MAX_SIGN_IN_BODY_BYTES: usize = MAX_ID_TOKEN_BYTES + 64;
+
+/// The deadline of a request that carries no Lambda context (a test calling `handle`): the
+/// template's function Timeout.
+pub const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What a sign-in needs after the issuer's keys are in: a DynamoDB read and maybe a write, one
+/// Redis script. Fetching the keys stops this long before the invocation's deadline.
+pub const AFTER_VERIFY_RESERVE: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// Built once per execution environment.
 #[derive(Clone, Debug)]
 pub struct State {
     pub sessions: Sessions,
     pub cors: Cors,
+    /// The issuer's key cache lives here: one per execution environment.
+    pub verifier: Arc<IdTokenVerifier>,
+    pub identities: Identities,
 }
 
 impl State {
-    pub fn new(settings: &Settings) -> Result<Self, RedisStoreError> {
+    pub fn new(settings: &Settings, aws: &AwsClients) -> Result<Self, RedisStoreError> {
         let redis = Arc::new(RedisStore::new(settings.redis.clone())?);
         let store = RefreshTokenStore::new(redis, settings.refresh.clone());
         let signer = AccessTokenSigner::new(&settings.access);
-        Ok(Self { sessions: Sessions::new(store, signer), cors: settings.cors.clone() })
+        let outbound = Outbound::new(settings.outbound.clone());
+        Ok(Self {
+            sessions: Sessions::new(store, signer),
+            cors: settings.cors.clone(),
+            verifier: Arc::new(IdTokenVerifier::new(settings.oidc.clone(), outbound)),
+            identities: Identities::new(aws.dynamodb().clone(), settings.users_table.clone()),
+        })
     }
 }
 
@@ -53,7 +85,7 @@ impl shared::runtime::Function for State {
     type Settings = Settings;
 
     async fn init(settings: &Settings) -> Result<Self, lambda_http::Error> {
-        Ok(Self::new(settings)?)
+        Ok(Self::new(settings, &AwsClients::load(false).await)?)
     }
 }
 
@@ -64,12 +96,14 @@ pub async fn handle(state: &State, req: Request) -> Response<Body> {
 /// What auth-refresh serves (`template.yaml` declares the same routes; `tools/e2e` checks it).
 #[derive(Clone, Copy, Debug)]
 pub enum Op {
+    SignIn,
     Refresh,
     Logout,
     LogoutAll,
 }
 
 pub const ROUTES: Routes<Op> = Routes(&[
+    Route { method: Method::POST, path: "/auth/session", op: Op::SignIn },
     Route { method: Method::POST, path: "/auth/refresh", op: Op::Refresh },
     Route { method: Method::POST, path: "/auth/logout", op: Op::Logout },
     Route { method: Method::POST, path: "/auth/logout-all", op: Op::LogoutAll },
@@ -77,6 +111,7 @@ pub const ROUTES: Routes<Op> = Routes(&[
 
 async fn route(state: &State, req: Request) -> Result<Response<Body>, Problem> {
     match ROUTES.find(&req)?.op {
+        Op::SignIn => sign_in(state, &req).await,
         Op::Refresh => refresh(state, &req).await,
         Op::Logout => logout(state, &req).await,
         Op::LogoutAll => logout_all(state, &req).await,
@@ -128,6 +163,50 @@ fn presented_token(state: &State, req: &Request) -> Result<Option<(String, Sourc
         }
         None => Ok(None),
     }
+}
+
+/// `{"idToken": "..."}`; anything else in it is refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SignInBody {
+    id_token: String,
+}
+
+fn deadline(req: &Request) -> Deadline {
+    match req.lambda_context_ref() {
+        Some(context) => Deadline::from_epoch_ms(context.deadline),
+        None => Deadline::after(DEFAULT_DEADLINE),
+    }
+}
+
+/// Signs a browser in: the ID token verified, its user found or created, a new session whose
+/// refresh token goes into the cookie only.
+async fn sign_in(state: &State, req: &Request) -> Result<Response<Body>, Problem> {
+    // The same checks as every cookie route: the answer sets the cookie, so a page on another
+    // site must not be able to sign the browser into an account of its choosing (login CSRF).
+    browser::check_cookie_request(&state.cors, req)?;
+    let body: SignInBody = http::json_body(req, MAX_SIGN_IN_BODY_BYTES)?;
+    if body.id_token.len() > MAX_ID_TOKEN_BYTES {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "id-token-too-large",
+            "ID token too large",
+            format!("an ID token is at most {MAX_ID_TOKEN_BYTES} bytes"),
+        ));
+    }
+    let fetch_by = deadline(req).at.checked_sub(AFTER_VERIFY_RESERVE).unwrap_or_else(std::time::Instant::now);
+    let identity = state.verifier.verify(&body.id_token, fetch_by).await?;
+    let (user, how) = state.identities.sign_in(&identity).await.map_err(|e| {
+        tracing::error!(error = %e, "users table unavailable at sign-in");
+        if e.is_transient() {
+            Problem::unavailable("the users table did not answer; retry shortly")
+        } else {
+            Problem::internal()
+        }
+    })?;
+    tracing::info!(user = %user, created = (how == SignedIn::Created), "signed in");
+    let session = state.sessions.start(&user).await?;
+    Ok(session_response(&session, Source::Cookie))
 }
 
 fn missing() -> Problem {

@@ -2,9 +2,12 @@
 
 use shared::auth::RefreshSettings;
 use shared::auth::access::SigningSettings;
+use shared::auth::identities::Identities;
+use shared::auth::oidc::OidcSettings;
 use shared::clients::RedisSettings;
 use shared::config::{ConfigError, EnvReader, FromEnv};
 use shared::http::Cors;
+use shared::outbound::OutboundSettings;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -17,6 +20,14 @@ pub struct Settings {
     /// `REFRESH_REUSE_GRACE_MS`, `REFRESH_MAX_SESSIONS_PER_USER`, `REFRESH_RATE_BURST`,
     /// `REFRESH_RATE_PER_MINUTE`.
     pub refresh: RefreshSettings,
+    /// `OIDC_ISSUER`, `OIDC_CLIENT_ID`, `OIDC_ALGORITHMS`, `OIDC_LEEWAY_SECONDS`,
+    /// `OIDC_JWKS_MIN_REFETCH_SECONDS`: whose ID tokens sign users in.
+    pub oidc: OidcSettings,
+    /// `OUTBOUND_TIMEOUT_MS`, `OUTBOUND_CONNECT_TIMEOUT_MS`, `OUTBOUND_MAX_ATTEMPTS`: fetching the
+    /// issuer's discovery document and keys.
+    pub outbound: OutboundSettings,
+    /// `USERS_TABLE`: where the first sign-in of an identity creates its user.
+    pub users_table: String,
 }
 
 impl FromEnv for Settings {
@@ -26,6 +37,9 @@ impl FromEnv for Settings {
             cors: Cors::from_env(&mut env, "POST,OPTIONS"),
             access: SigningSettings::from_env(&mut env),
             refresh: RefreshSettings::from_env(&mut env),
+            oidc: OidcSettings::from_env(&mut env),
+            outbound: OutboundSettings::from_env(&mut env),
+            users_table: Identities::table_from_env(&mut env),
         };
         env.finish(settings)
     }
@@ -53,7 +67,10 @@ mod tests {
                 "JWT_SIGNING_KEY",
                 "JWT_SIGNING_KEY_ID",
                 "REFRESH_TOKEN_SECRET",
-                "REFRESH_REUSE_GRACE_MS"
+                "REFRESH_REUSE_GRACE_MS",
+                "OIDC_ISSUER",
+                "OIDC_CLIENT_ID",
+                "USERS_TABLE"
             ]
         );
     }

@@ -2,7 +2,12 @@
 //!
 //! Each record is one email job. It is parsed, rendered, claimed in the idempotency table under
 //! `email:{idempotencyKey}` (the SQS message id when the job has no key), sent, and the claim
-//! completed; a failed send releases the claim so the next delivery tries again. A key that is
+//! completed; a failed send releases the claim so the next delivery tries again. A send whose
+//! outcome is unknown (it timed out or broke after the request left: SES may have sent it, and
+//! SES has no idempotency key) is not released: the claim is held for `unknown_outcome_hold`
+//! (120 s by default), so no delivery sends it again within that window, and it is counted as
+//! `EmailsOutcomeUnknown` (alarmed: each one is a possible duplicate once the window is over and
+//! a later delivery sends again). See `docs/limits.md`. A key that is
 //! already COMPLETED is a redelivery: success, nothing sent. A key another invocation holds is a
 //! failure to retry later.
 //!
@@ -31,6 +36,28 @@ use shared::idempotency::{Claim, Fingerprint, IdempotencyError, IdempotencyStore
 
 use crate::settings::Settings;
 
+/// The counters this function emits (their names are read by tests/template; see `shared::metrics::Metric`).
+mod metric {
+    use shared::metrics::Metric;
+
+    /// Records left for the next delivery because the invocation ran short of time.
+    pub const BATCH_RECORDS_CUT_OFF: Metric = "EmailBatchRecordsCutOff";
+    /// Records of a batch whose message id repeated an earlier record's.
+    pub const BATCH_REPEATED_MESSAGE_IDS: Metric = "EmailBatchRepeatedMessageIds";
+    /// A send retried within the invocation.
+    pub const RETRIED: Metric = "EmailsRetried";
+    /// An email sent.
+    pub const SENT: Metric = "EmailsSent";
+    /// A job whose email had already been sent (idempotency).
+    pub const DUPLICATE: Metric = "EmailsDuplicate";
+    /// A job that failed, by kind (transient: back to the queue; permanent: to the dead-letter
+    /// queue after its receives); the permanent ones page (EmailPermanentFailuresAlarm).
+    pub const FAILED: Metric = "EmailsFailed";
+    /// A send whose outcome is unknown (timed out after the request left): its claim is held,
+    /// and a later resend is a possible duplicate (EmailsOutcomeUnknownAlarm).
+    pub const OUTCOME_UNKNOWN: Metric = "EmailsOutcomeUnknown";
+}
+
 /// A record is not started with less than this left before the deadline.
 pub const START_RESERVE: Duration = Duration::from_millis(1500);
 /// A send must be over this long before the deadline, to leave time to release or complete the
@@ -48,6 +75,8 @@ pub struct State {
     pub concurrency: usize,
     /// How long a record waits on a live claim of its key held by another delivery.
     pub inprogress_wait: Duration,
+    /// How long a send with an unknown outcome keeps its key from being sent again.
+    pub unknown_outcome_hold: Duration,
 }
 
 impl std::fmt::Debug for State {
@@ -87,6 +116,7 @@ impl State {
             from: settings.email.from.clone(),
             concurrency: settings.concurrency.max(1),
             inprogress_wait: settings.inprogress_wait,
+            unknown_outcome_hold: settings.unknown_outcome_hold,
         })
     }
 }
@@ -195,7 +225,7 @@ pub async fn handle(state: &State, event: SqsEvent, deadline: Deadline) -> SqsBa
             }
         }
     }
-    shared::metrics::count("EmailBatchRecordsCutOff", cut_off as u64);
+    shared::metrics::count(metric::BATCH_RECORDS_CUT_OFF, cut_off as u64);
     tracing::info!(
         records = received,
         distinct = records.len(),
@@ -225,7 +255,7 @@ fn distinct(records: Vec<SqsMessage>) -> Vec<SqsMessage> {
     if kept.len() < before {
         let repeated = before - kept.len();
         tracing::warn!(repeated, "the same messageId more than once in one batch; processed once");
-        shared::metrics::count("EmailBatchRepeatedMessageIds", repeated as u64);
+        shared::metrics::count(metric::BATCH_REPEATED_MESSAGE_IDS, repeated as u64);
     }
     kept
 }
@@ -236,12 +266,12 @@ async fn process_logged(state: &State, record: &SqsMessage, deadline: Deadline) 
     let receive_count = record.attributes.get("ApproximateReceiveCount").map(String::as_str);
     let result = process(state, record, deadline).await;
     if receive_count.and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n > 1) {
-        shared::metrics::count("EmailsRetried", 1);
+        shared::metrics::count(metric::RETRIED, 1);
     }
     match &result {
-        Ok(Done::Sent { .. }) => shared::metrics::count("EmailsSent", 1),
-        Ok(Done::Duplicate { .. }) => shared::metrics::count("EmailsDuplicate", 1),
-        Err(failure) => shared::metrics::count_by("EmailsFailed", &[("kind", failure.kind.as_str())], 1),
+        Ok(Done::Sent { .. }) => shared::metrics::count(metric::SENT, 1),
+        Ok(Done::Duplicate { .. }) => shared::metrics::count(metric::DUPLICATE, 1),
+        Err(failure) => shared::metrics::count_by(metric::FAILED, &[("kind", failure.kind.as_str())], 1),
     }
     match &result {
         Ok(Done::Sent { template, provider_id }) => tracing::info!(
@@ -322,6 +352,28 @@ pub async fn process(state: &State, record: &SqsMessage, deadline: Deadline) -> 
                 tracing::error!(key = %key, error = %e, "email sent but its idempotency record was not completed");
             }
             Ok(Done::Sent { template, provider_id: sent.provider_id })
+        }
+        Err(e) if e.maybe_sent => {
+            // At most once where SES cannot tell: keep the claim for the window instead of
+            // releasing it, so the redelivery that follows cannot send a second copy right away.
+            let hold = state.unknown_outcome_hold;
+            let until_ms = shared::clock::now_ms().saturating_add(hold.as_millis() as i64);
+            shared::metrics::count(metric::OUTCOME_UNKNOWN, 1);
+            if let Err(held) = state.idempotency.hold(&claim, until_ms).await {
+                tracing::warn!(key = %key, error = %held, "could not hold the claim; it lapses at the deadline");
+            }
+            tracing::error!(
+                key = %key,
+                hold_seconds = hold.as_secs(),
+                error = %e,
+                "the send's outcome is unknown (the provider may have sent it); the key is held, and a delivery \
+                 after the hold sends it again: a possible duplicate"
+            );
+            Err(Failure {
+                kind: e.kind,
+                reason: format!("{e}; held for {} s before any resend", hold.as_secs()),
+                template: Some(template),
+            })
         }
         Err(e) => {
             if let Err(release) = state.idempotency.release(&claim).await {

@@ -18,6 +18,8 @@ pub const DEFAULT_LIMIT: u32 = 20;
 /// A few page sizes only: with the cursor and the generation they make the cache key, and a
 /// small set keeps the keys a caller can make (and the pages cached) few.
 pub const ALLOWED_LIMITS: [u32; 4] = [10, 20, 50, 100];
+// A page's payload bound (`shared::posts::PAGE_MAX_PAYLOAD_BYTES`) counts this many items.
+const _: () = assert!(ALLOWED_LIMITS[3] as usize <= shared::posts::MAX_LIST_LIMIT);
 /// `page × limit` at most this: pages by number are for the first screens; deeper, use cursors.
 pub const MAX_PAGE_ITEMS: u32 = 1000;
 /// The deadline of a request that carries no Lambda context (a test calling `handle`): the

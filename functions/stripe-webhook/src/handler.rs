@@ -40,6 +40,17 @@ use shared::payments::{StripeApi, ThinEvent};
 use crate::error::WebhookError;
 use crate::settings::Settings;
 
+/// The counters this function emits (their names are read by tests/template; see `shared::metrics::Metric`).
+mod metric {
+    use shared::metrics::Metric;
+
+    /// Every delivery, by event type and outcome.
+    pub const EVENTS: Metric = "WebhookEvents";
+    /// Every delivery, by outcome only (processed, duplicate, ignored, in_progress,
+    /// payload_mismatch, failed): what the alarms read.
+    pub const OUTCOMES: Metric = "WebhookOutcomes";
+}
+
 /// Largest body accepted: Stripe's events are a few KB; a body this size is not one of them.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// How long a claim is held when there is no Lambda deadline to go by (the handler called
@@ -138,7 +149,10 @@ async fn deliver(state: &State, req: &Request) -> Result<Response<Body>, Webhook
         }
         Err(_) => "failed",
     };
-    shared::metrics::count_by("WebhookEvents", &[("event_type", &kind), ("outcome", outcome)], 1);
+    shared::metrics::count_by(metric::EVENTS, &[("event_type", &kind), ("outcome", outcome)], 1);
+    // The same outcome without the event type: the alarms on failed and payload_mismatch read
+    // this one (an alarm reads one dimension set, and event types are open-ended).
+    shared::metrics::count_by(metric::OUTCOMES, &[("outcome", outcome)], 1);
     result.map(|outcome| received(outcome == Outcome::Duplicate))
 }
 

@@ -39,6 +39,7 @@ use serde::de::DeserializeOwned;
 use crate::clients::{RedisStore, Retry};
 use crate::config::EnvReader;
 use crate::deadline::Deadline;
+use crate::metrics::names;
 
 /// Whether a value came from the cache; sent to clients as `x-cache: hit|miss`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -290,7 +291,7 @@ impl Cache {
         match result {
             Ok(n) => {
                 // 0: the script refused a version older than what is there (a stale fill).
-                crate::metrics::count(if n == 1 { "CacheFills" } else { "CacheStaleRefusals" }, 1);
+                crate::metrics::count(if n == 1 { names::CACHE_FILLS } else { names::CACHE_STALE_REFUSALS }, 1);
                 n == 1
             }
             Err(e) => {
@@ -394,7 +395,7 @@ impl Cache {
             match self.read_or_lock(key, &lock, &token, deadline.remaining()).await {
                 Ok(Read::Hit(entry)) => match payload(&entry).map(serde_json::from_str::<Option<T>>) {
                     Some(Ok(v)) => {
-                        crate::metrics::count("CacheHits", 1);
+                        crate::metrics::count(names::CACHE_HITS, 1);
                         return Ok((v, CacheStatus::Hit));
                     }
                     // An entry written by another version of the code: reload and overwrite.
@@ -407,7 +408,7 @@ impl Cache {
                 Ok(Read::Busy) => {
                     if !waited {
                         // Once per read that waits, however many polls the wait takes.
-                        crate::metrics::count("CacheWaits", 1);
+                        crate::metrics::count(names::CACHE_WAITS, 1);
                         waited = true;
                     }
                     let now = Instant::now();
@@ -426,7 +427,7 @@ impl Cache {
             }
             break;
         }
-        crate::metrics::count("CacheMisses", 1);
+        crate::metrics::count(names::CACHE_MISSES, 1);
         let loaded = match bounded(deadline, load()).await {
             Ok(v) => v,
             Err(e) => {

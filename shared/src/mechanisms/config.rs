@@ -3,7 +3,11 @@
 //! Every function builds its settings through an [`EnvReader`], which keeps reading after the first
 //! bad variable so that one [`ConfigError`] names *every* missing or malformed variable and what it
 //! expects. `main` prints that error and exits instead of panicking with a backtrace.
-//! Secrets are wrapped in [`Secret`], whose `Debug` never shows the value.
+//! Secrets are wrapped in [`Secret`], whose `Debug` never shows the value. In AWS a secret's value
+//! is never in the environment: the variable `<NAME>_SECRET_ARN` names a Secrets Manager secret,
+//! read once at init ([`secrets`]) and handed out here as `<NAME>` ([`EnvReader::with_secrets`]).
+
+pub mod secrets;
 
 use std::fmt;
 use std::str::FromStr;
@@ -70,6 +74,7 @@ type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
 pub struct EnvReader<'a> {
     lookup: Lookup<'a>,
     problems: Vec<Problem>,
+    secrets: secrets::LoadedSecrets,
 }
 
 impl Default for EnvReader<'static> {
@@ -81,7 +86,7 @@ impl Default for EnvReader<'static> {
 impl<'a> EnvReader<'a> {
     /// A reader over the process environment.
     pub fn from_env() -> EnvReader<'static> {
-        EnvReader { lookup: Box::new(|k| std::env::var(k).ok()), problems: Vec::new() }
+        EnvReader::from_fn(|k| std::env::var(k).ok())
     }
 
     /// A reader over fixed pairs instead of the process environment (tests, tools).
@@ -93,11 +98,22 @@ impl<'a> EnvReader<'a> {
 
     /// A reader over any lookup (a map in tests). Values are trimmed; a blank one counts as unset.
     pub fn from_fn(lookup: impl Fn(&str) -> Option<String> + 'a) -> Self {
-        Self { lookup: Box::new(lookup), problems: Vec::new() }
+        Self { lookup: Box::new(lookup), problems: Vec::new(), secrets: secrets::LoadedSecrets::default() }
+    }
+
+    /// The same reader, with the secrets read at init: a secret loaded for `NAME_SECRET_ARN` is
+    /// the value of `NAME`, whatever the environment says of `NAME`.
+    pub fn with_secrets(mut self, loaded: secrets::LoadedSecrets) -> Self {
+        self.secrets = loaded;
+        self
     }
 
     fn raw(&self, name: &str) -> Option<String> {
-        (self.lookup)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        let value = match self.secrets.get(name) {
+            Some(secret) => Some(secret.to_owned()),
+            None => (self.lookup)(name),
+        };
+        value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
     }
 
     fn problem(&mut self, name: &str, expected: &str, reason: Option<String>) {

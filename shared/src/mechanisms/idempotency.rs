@@ -5,7 +5,9 @@
 //! `status` INPROGRESS | COMPLETED, `expiration` (epoch seconds; the table's TTL attribute) and
 //! `in_progress_expiration` (epoch milliseconds: the Lambda deadline of the invocation that holds
 //! the claim). The flow is claim → process → [`complete`](IdempotencyStore::complete), or
-//! [`release`](IdempotencyStore::release) when processing failed, so the next delivery processes again.
+//! [`release`](IdempotencyStore::release) when processing failed, so the next delivery processes again,
+//! or [`hold`](IdempotencyStore::hold) when nobody can tell whether it happened (a request that
+//! timed out after it left), so no delivery processes it again before a bounded window is over.
 //!
 //! The claim is one conditional PutItem that reads the old item when it fails:
 //! `attribute_not_exists(id) OR expiration < :now OR (status = INPROGRESS AND in_progress_expiration < :now_ms)`.
@@ -38,6 +40,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use crate::clients::dynamo::{self, DynamoError};
 use crate::clock::now_ms;
 use crate::config::EnvReader;
+use crate::metrics::names;
 
 /// `status` of a record whose claim is held: the work is running (or its holder died).
 pub const STATUS_IN_PROGRESS: &str = "INPROGRESS";
@@ -157,9 +160,9 @@ impl Claim {
     fn counted(self) -> Self {
         crate::metrics::count(
             match &self {
-                Claim::Acquired(_) => "IdempotencyClaims",
-                Claim::Completed => "IdempotencyReplays",
-                Claim::InProgress(_) => "IdempotencyInProgress",
+                Claim::Acquired(_) => names::IDEMPOTENCY_CLAIMS,
+                Claim::Completed => names::IDEMPOTENCY_REPLAYS,
+                Claim::InProgress(_) => names::IDEMPOTENCY_IN_PROGRESS,
             },
             1,
         );
@@ -265,7 +268,7 @@ impl IdempotencyStore {
         loop {
             let claim = self.claim_inner(key, Some(payload), now_ms(), in_progress_until_ms).await;
             if let Err(IdempotencyError::PayloadMismatch { .. }) = &claim {
-                crate::metrics::count("IdempotencyValidationFailures", 1);
+                crate::metrics::count(names::IDEMPOTENCY_VALIDATION_FAILURES, 1);
             }
             let now = Instant::now();
             let Ok(Claim::InProgress(_)) = &claim else {
@@ -282,7 +285,7 @@ impl IdempotencyStore {
                 return claim.map(Claim::counted);
             }
             if !waited {
-                crate::metrics::count("IdempotencyWaits", 1);
+                crate::metrics::count(names::IDEMPOTENCY_WAITS, 1);
                 waited = true;
             }
             tokio::time::sleep(poll.min(give_up - now)).await;
@@ -388,6 +391,32 @@ impl IdempotencyStore {
             .expression_attribute_values(":completed", AttributeValue::S(STATUS_COMPLETED.into()))
             .expression_attribute_values(":expiration", AttributeValue::N(expiration.to_string()))
             .expression_attribute_values(":token", AttributeValue::S(claim.token.clone()))
+            .send()
+            .await
+            .map_err(|e| match DynamoError::new("UpdateItem", e) {
+                e if e.is_conflict() => IdempotencyError::ClaimLost(claim.key.clone()),
+                e => e.into(),
+            })?;
+        Ok(())
+    }
+
+    /// Keeps the claim (still INPROGRESS, still this holder's) until `until_ms` instead of
+    /// releasing it: for work whose outcome is unknown (a request that timed out after it left),
+    /// so no delivery before then processes the key again. After `until_ms` the key is free like
+    /// any claim whose holder ran past its deadline.
+    pub async fn hold(&self, claim: &ClaimToken, until_ms: i64) -> Result<(), IdempotencyError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(claim.key.clone()))
+            .update_expression("SET #in_progress_expiration = :until")
+            .condition_expression("#claim = :token AND #status = :in_progress")
+            .expression_attribute_names("#in_progress_expiration", "in_progress_expiration")
+            .expression_attribute_names("#claim", "claim")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":until", AttributeValue::N(until_ms.to_string()))
+            .expression_attribute_values(":token", AttributeValue::S(claim.token.clone()))
+            .expression_attribute_values(":in_progress", AttributeValue::S(STATUS_IN_PROGRESS.into()))
             .send()
             .await
             .map_err(|e| match DynamoError::new("UpdateItem", e) {

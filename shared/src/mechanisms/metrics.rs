@@ -18,6 +18,47 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
+/// A counter's name, as CloudWatch shows it. Every counter is declared once, as a
+/// `const NAME: Metric = "Name";` next to the code that counts it ([`names`] for the mechanisms'),
+/// and counted through that constant: `tests/template` reads these declarations from the source to
+/// check that the dashboard and the alarms of `template.yaml` name only metrics the code emits.
+pub type Metric = &'static str;
+
+/// The counters of the mechanisms (features and functions declare theirs where they count them).
+pub mod names {
+    use super::Metric;
+
+    /// A cache read answered from Redis (`cache`).
+    pub const CACHE_HITS: Metric = "CacheHits";
+    /// A cache read that went to the source of truth (`cache`).
+    pub const CACHE_MISSES: Metric = "CacheMisses";
+    /// A read that waited for another caller's fill (`cache`).
+    pub const CACHE_WAITS: Metric = "CacheWaits";
+    /// A fill that landed (`cache`).
+    pub const CACHE_FILLS: Metric = "CacheFills";
+    /// A fill refused because a newer version was there (`cache`).
+    pub const CACHE_STALE_REFUSALS: Metric = "CacheStaleRefusals";
+    /// A Redis call that failed as an outage (unreachable, timed out, backing off, not ready):
+    /// the caller failed open (cache reads) or closed (sessions). Counted by the Redis store
+    /// itself, so every user of the cache reports it; the CacheUnavailable alarms read it.
+    pub const CACHE_UNAVAILABLE: Metric = "CacheUnavailable";
+    /// A problem+json answer, by problem kind (`http`).
+    pub const PROBLEMS_ANSWERED: Metric = "ProblemsAnswered";
+    /// An idempotency key claimed for the first time (`idempotency`).
+    pub const IDEMPOTENCY_CLAIMS: Metric = "IdempotencyClaims";
+    /// A delivery whose key was already completed (`idempotency`).
+    pub const IDEMPOTENCY_REPLAYS: Metric = "IdempotencyReplays";
+    /// A delivery whose key another delivery holds (`idempotency`).
+    pub const IDEMPOTENCY_IN_PROGRESS: Metric = "IdempotencyInProgress";
+    /// A replay whose payload differs from the first delivery's (`idempotency`).
+    pub const IDEMPOTENCY_VALIDATION_FAILURES: Metric = "IdempotencyValidationFailures";
+    /// A wait for another delivery holding the key (`idempotency`).
+    pub const IDEMPOTENCY_WAITS: Metric = "IdempotencyWaits";
+    /// An avatar answered as a presigned GET (no edge in front): a download anyone holding the
+    /// link may repeat until it expires (`uploads`).
+    pub const AVATAR_URLS_PRESIGNED: Metric = "AvatarUrlsPresigned";
+}
+
 /// The namespace when `METRICS_NAMESPACE` is unset.
 pub const DEFAULT_NAMESPACE: &str = "ServerlessBundle";
 /// The dimension every line carries: which function counted.

@@ -27,13 +27,22 @@ pub trait Function: Sized + Sync + 'static {
     fn init(settings: &Self::Settings) -> impl Future<Output = Result<Self, lambda_runtime::Error>>;
 }
 
-/// Logs, settings (the process exits naming every bad variable), state: the start of every
-/// `main`. The state lives as long as the process, so it is leaked into a `'static` borrow that
+/// Logs, secrets (read once from Secrets Manager: a secret that cannot be read fails init with
+/// one line naming it and the permission), settings (the process exits naming every bad
+/// variable), state: the start of every `main`. The state lives as long as the process, so it is leaked into a `'static` borrow that
 /// every invocation (and, on Managed Instances, every concurrent one) shares.
 async fn start<S: Function>() -> Result<&'static S, lambda_runtime::Error> {
     crate::telemetry::init();
     crate::metrics::init();
-    let settings = exit_on_error(S::Settings::from_env(EnvReader::from_env()));
+    // Like a configuration error: one line, then the process ends and Lambda retries the init.
+    let secrets = match crate::config::secrets::load_from_env().await {
+        Ok(secrets) => secrets,
+        Err(e) => {
+            tracing::error!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let settings = exit_on_error(S::Settings::from_env(EnvReader::from_env().with_secrets(secrets)));
     Ok(Box::leak(Box::new(S::init(&settings).await?)))
 }
 

@@ -18,9 +18,43 @@ pub fn first_invisible(text: &str) -> Option<(usize, char)> {
     text.chars().enumerate().find(|(_, c)| is_invisible(*c))
 }
 
+/// C0 (U+0000..U+001F), DEL and C1 (U+0080..U+009F) controls other than those `allowed`.
+/// They show as nothing or as garbage, and each one costs 6 bytes once escaped in JSON
+/// (`\u0001`) and 7 once that JSON is a string inside the function's response: refusing them
+/// keeps what is stored printable and what is served a predictable size.
+pub fn first_control(text: &str, allowed: &[char]) -> Option<(usize, char)> {
+    text.chars().enumerate().find(|(_, c)| c.is_control() && !allowed.contains(c))
+}
+
+/// The first `max_chars` characters of `text` (cut at a character boundary), and whether
+/// anything was cut.
+pub fn clip(text: &str, max_chars: usize) -> (&str, bool) {
+    match text.char_indices().nth(max_chars) {
+        Some((at, _)) => (&text[..at], true),
+        None => (text, false),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn controls_c0_del_and_c1_are_found_except_the_allowed_ones() {
+        for c in ['\u{0}', '\u{1}', '\r', '\u{1B}', '\u{7F}', '\u{80}', '\u{85}', '\u{9F}'] {
+            assert_eq!(first_control(&format!("ab{c}"), &['\t', '\n']), Some((2, c)), "{:04X}", c as u32);
+        }
+        assert_eq!(first_control("a\tb\nc é 中 😀", &['\t', '\n']), None);
+        assert_eq!(first_control("a\tb", &[]), Some((1, '\t')));
+    }
+
+    #[test]
+    fn clip_cuts_at_character_boundaries() {
+        assert_eq!(clip("héllo", 2), ("hé", true));
+        assert_eq!(clip("😀😀", 1), ("😀", true));
+        assert_eq!(clip("abc", 3), ("abc", false));
+        assert_eq!(clip("", 0), ("", false));
+    }
 
     #[test]
     fn bidi_and_zero_width_are_invisible_letters_are_not() {

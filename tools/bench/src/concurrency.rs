@@ -70,7 +70,7 @@ pub async fn level(bin: &Path, env: &[(String, String)], event: &Value, concurre
     }
 }
 
-/// The BENCHMARKS.md section.
+/// The docs/performance.md section.
 pub async fn section(bin: &Path, env: &[(String, String)], event: &Value, n: usize) -> String {
     let mut md = format!(
         "## posts-read at concurrency 1, 4 and 16 (one process, Lambda Managed Instances)\n\n\

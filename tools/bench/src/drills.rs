@@ -3,7 +3,7 @@
 //! Each drill owns the process it kills (a testkit redis-server on a loopback port below the
 //! ephemeral range, so that nothing else can take the port while it is down, and whose restart
 //! is checked to be *that* process listening) and stops it by PID. Results are returned as
-//! Markdown for RELIABILITY.md, with pass/fail against the goal; `repeat` runs each drill several
+//! Markdown for docs/reliability.md, with pass/fail against the goal; `repeat` runs each drill several
 //! times and once under CPU load, and a drill passes only when every repetition does.
 
 use std::path::Path;

@@ -301,7 +301,7 @@ fn next_refresh(event: &Value, answer: &Value) -> Value {
     crate::drills::refresh_event(event, body["refreshToken"].as_str().unwrap_or_default())
 }
 
-/// The "Against the floor" section of BENCHMARKS.md: the floor, a raw GET and each function's
+/// The "Against the floor" section of docs/performance.md: the floor, a raw GET and each function's
 /// main path, one after the other in this run.
 pub async fn section(bin_dir: &Path, env: &[(String, String)], events: &Path, redis_url: &str) -> String {
     const COLDS: usize = 10;

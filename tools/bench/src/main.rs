@@ -1,14 +1,14 @@
 //! `make bench` and the fault drills: the release bootstraps run the way Lambda runs them (the
-//! local Runtime API of `lambda-harness`, environment included); figures go to BENCHMARKS.md and
-//! drill results to RELIABILITY.md, each with the command that produced it.
+//! local Runtime API of `lambda-harness`, environment included); figures go to docs/performance.md
+//! and drill results to docs/reliability.md, each with the command that produced it.
 
 mod concurrency;
 mod drill_runs;
 mod drills;
 mod drills_async;
+mod drills_cluster;
 mod drills_posts;
 mod floor;
-mod hot_text;
 mod perf;
 mod sessions;
 mod stats;
@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use drill_runs::DrillFuture;
 
-/// The part of RELIABILITY.md that explains what was found, kept beside the code that writes it.
+/// The part of docs/reliability.md that explains what was found, kept beside the code that writes it.
 const RELIABILITY_NOTES: &str = include_str!("reliability_notes.md");
 
 #[derive(Parser)]
@@ -29,11 +29,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Sizes, cold init, warm latency, RSS, stampede → BENCHMARKS.md.
+    /// Sizes, cold init, warm latency, RSS, stampede → docs/performance.md.
     Perf(Args),
     /// Only the posts-read concurrency 1/4/16 section (the part of `perf` it writes), to `--out`.
     Concurrency(Args),
-    /// Fault drills → RELIABILITY.md; exits 1 when a drill misses its goal.
+    /// Fault drills → docs/reliability.md; exits 1 when a drill misses its goal.
     Drill(Args),
     /// Cold starts and a warm loop of one function on one event, nothing else: the workload that
     /// `scripts/profile.sh` records with `perf`.
@@ -48,23 +48,6 @@ enum Cmd {
         colds: usize,
         #[arg(long, default_value_t = 5000)]
         warm: usize,
-    },
-    /// What each function executes in a cold start and its first invocation (valgrind's
-    /// callgrind, one process per sample event) → the linker scripts of `layout/hot-text/`.
-    HotText {
-        /// Folder with bootstraps that keep their symbols (the `symbols` profile).
-        #[arg(long)]
-        bin_dir: PathBuf,
-        #[arg(long)]
-        env_file: PathBuf,
-        /// The rendered sample events, a folder per function.
-        #[arg(long)]
-        events: PathBuf,
-        #[arg(long)]
-        out_dir: PathBuf,
-        /// The command line to record in each script.
-        #[arg(long)]
-        command: String,
     },
     /// Only the session pieces: the "Session memory" bench section and the refresh-flood drill,
     /// printed as Markdown (what `make bench` / `make drill` write among the rest).
@@ -97,7 +80,7 @@ pub struct Args {
     command: String,
     #[arg(long, default_value_t = 1000)]
     warm_invocations: usize,
-    /// Drills only: run just this one (redis-posts-read, redis-auth-refresh, refresh-flood,
+    /// Drills only: run just this one (redis-posts-read, redis-seed-replaced, redis-auth-refresh, refresh-flood,
     /// webhook-killed, posts-flood, ses-outage).
     #[arg(long)]
     only: Option<String>,
@@ -136,10 +119,6 @@ async fn main() {
                 row.file_first / 1024
             );
         }
-        Cmd::HotText { bin_dir, env_file, events, out_dir, command } => {
-            let env = lambda_harness::env::read_env_file(&env_file).expect("env file");
-            hot_text::run(&bin_dir, &env, &events, &out_dir, &command).await;
-        }
         Cmd::Sessions { bin_dir, env_file, events } => {
             let env = lambda_harness::env::read_env_file(&env_file).expect("env file");
             println!("{}", sessions::memory_section(&bin_dir, &env, &events).await);
@@ -167,6 +146,11 @@ async fn main() {
             if wanted("redis-posts-read") {
                 let drill = || -> DrillFuture<'_> { Box::pin(drills::redis_down_posts_read(bin, env, &hit)) };
                 results.push(drill_runs::repeated("redis-posts-read", repeat, drill).await);
+            }
+            if wanted("redis-seed-replaced") {
+                let drill =
+                    || -> DrillFuture<'_> { Box::pin(drills_cluster::seed_node_replaced_posts_read(bin, env, &hit)) };
+                results.push(drill_runs::repeated("redis-seed-replaced", repeat, drill).await);
             }
             if wanted("redis-auth-refresh") {
                 let drill = || -> DrillFuture<'_> { Box::pin(drills::redis_down_auth_refresh(bin, env, &refresh)) };

@@ -1,5 +1,5 @@
 //! Performance figures: measures the release bootstraps the way Lambda runs them (through the local
-//! Runtime API of `lambda-harness`, environment included) and writes BENCHMARKS.md.
+//! Runtime API of `lambda-harness`, environment included) and writes docs/performance.md.
 //!
 //! Figures: bootstrap sizes; posts-read cold init (exec → first `/next`, median of 10), first
 //! invocation, peak RSS; warm cache-hit latency p50/p99 over 1000 invocations beside a raw Redis
@@ -287,7 +287,7 @@ pub async fn run(args: &Args) {
             .await,
     );
 
-    std::fs::write(&args.out, md).expect("write BENCHMARKS.md");
+    std::fs::write(&args.out, md).expect("write docs/performance.md");
     println!("wrote {}", args.out.display());
 }
 

@@ -62,7 +62,7 @@ fn status_and_token(inv: &lambda_harness::Invocation) -> (Option<u16>, Option<St
     (inv.status_code(), body["refreshToken"].as_str().map(str::to_owned))
 }
 
-/// The "Session memory" section of BENCHMARKS.md: one session rotated 1,000 times through the
+/// The "Session memory" section of docs/performance.md: one session rotated 1,000 times through the
 /// release auth-refresh, its bytes in Redis after 1, 100 and 1,000 rotations.
 pub async fn memory_section(bin_dir: &Path, env: &[(String, String)], events: &Path) -> String {
     let redis_url = testkit::stack_env::get(env, "REDIS_URL").to_owned();

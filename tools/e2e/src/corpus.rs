@@ -224,6 +224,39 @@ pub fn cases(function: &str, base: &Value, bearer: &str) -> Vec<Case> {
         }
         push("DELETE /users/me/avatar".into(), event(base, "DELETE", record, &base_headers, None));
     }
+    if function == "auth-refresh" {
+        // POST /auth/session: hostile bodies and ID tokens, each a 4xx (tokens: the one 401).
+        let session = "/auth/session";
+        let same_site = [json_ct, ("sec-fetch-site", "same-site")];
+        let b64 = |v: &str| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
+        };
+        let claims = b64(r#"{"iss":"https://evil.example","sub":"admin","aud":"local-app","iat":1,"exp":4102444800}"#);
+        let tokens = [
+            ("alg none", format!("{}.{claims}.", b64(r#"{"alg":"none"}"#))),
+            ("alg HS256", format!("{}.{claims}.c2ln", b64(r#"{"alg":"HS256","kid":"local-1"}"#))),
+            ("alg RS256 unknown kid", format!("{}.{claims}.c2ln", b64(r#"{"alg":"RS256","kid":"nope"}"#))),
+            ("header not json", format!("{}.{claims}.c2ln", b64("{"))),
+            ("two parts", format!("{}.{claims}", b64(r#"{"alg":"ES256"}"#))),
+            ("crlf", "a.b\r\nSet-Cookie: x=y.c".to_owned()),
+            ("empty", String::new()),
+            ("over 16 KiB", "a".repeat(16 * 1024 + 1)),
+        ];
+        for (name, token) in tokens {
+            let body = serde_json::json!({ "idToken": token }).to_string();
+            push(format!("session token: {name}"), event(base, "POST", session, &same_site, Some(&body)));
+        }
+        for body in [r#"{"idToken": 7}"#, r#"{"id_token": "x"}"#, "[]", "{", r#"{"idToken": "x", "sub": "admin"}"#] {
+            push(format!("session body: {body}"), event(base, "POST", session, &same_site, Some(body)));
+        }
+        let cross = [json_ct, ("origin", "https://evil.example")];
+        push("session cross-site".into(), event(base, "POST", session, &cross, Some(r#"{"idToken":"x"}"#)));
+        push(
+            "session form post".into(),
+            event(base, "POST", session, &[("sec-fetch-site", "same-site")], Some("idToken=x")),
+        );
+    }
     if function == "stripe-webhook" {
         let body = r#"{"id":"evt_1","type":"payment_intent.succeeded","data":{"object":{}}}"#;
         for (name, sig) in [

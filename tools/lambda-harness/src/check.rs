@@ -39,6 +39,13 @@ pub struct ManifestEntry {
     /// The message ids the `batchItemFailures` answer must list, exactly (order aside).
     #[serde(default)]
     pub expect_batch_item_failures: Option<Vec<String>>,
+    /// The status under `sam local` instead, where it differs for a reason the manifest states
+    /// (scripts/sam_local_run.py reads it; this harness does not).
+    #[serde(default)]
+    pub sam_local_expect_status: Option<u16>,
+    /// Why `samLocalExpectStatus` differs.
+    #[serde(default)]
+    pub sam_local_reason: Option<String>,
 }
 
 /// Reads and validates a manifest file.
@@ -95,6 +102,12 @@ pub struct CheckOutcome {
     pub problem: Option<String>,
     /// What the function logged while handling this event.
     pub logs: String,
+    /// The function's answer as JSON (an HTTP function's proxy response), when it gave one:
+    /// what `tools/e2e` hands to the OpenAPI check.
+    pub answer: Option<Value>,
+    /// The size of the response payload it posted (what Lambda holds against its 6 MB limit);
+    /// 0 without an answer.
+    pub payload_bytes: usize,
 }
 
 impl CheckOutcome {
@@ -198,7 +211,7 @@ fn tally(summary: &mut CheckSummary, outcome: &CheckOutcome, report: &mut impl F
 }
 
 fn no_answer(entry: ManifestEntry, problem: String, logs: String) -> CheckOutcome {
-    CheckOutcome { entry, got: Got::NoAnswer, problem: Some(problem), logs }
+    CheckOutcome { entry, got: Got::NoAnswer, problem: Some(problem), logs, answer: None, payload_bytes: 0 }
 }
 
 /// Invokes one event. The flag is false when the process should be replaced before the next event.
@@ -219,9 +232,17 @@ async fn check_one(function: &Function, entry: ManifestEntry, base: &Path, timeo
 }
 
 fn judge(entry: ManifestEntry, invocation: &Invocation, logs: String) -> CheckOutcome {
+    let payload_bytes = invocation.body.len();
     if let Some(error) = invocation.error_summary() {
         let problem = format!("function error: {error}");
-        return CheckOutcome { entry, got: Got::FunctionError, problem: Some(problem), logs };
+        return CheckOutcome {
+            entry,
+            got: Got::FunctionError,
+            problem: Some(problem),
+            logs,
+            answer: None,
+            payload_bytes,
+        };
     }
     let got = invocation.status_code().map_or(Got::NoStatus, Got::Status);
     let problem = match (entry.expect_status, &got) {
@@ -235,7 +256,7 @@ fn judge(entry: ManifestEntry, invocation: &Invocation, logs: String) -> CheckOu
             .as_deref()
             .and_then(|expected| batch_item_failures_problem(expected, invocation.json().ok().as_ref())),
     };
-    CheckOutcome { entry, got, problem, logs }
+    CheckOutcome { entry, got, problem, logs, answer: invocation.json().ok(), payload_bytes }
 }
 
 /// Why a partial-batch answer is not the expected one, or `None` when its `batchItemFailures`
@@ -292,14 +313,25 @@ mod tests {
             event: "posts-read/get-hit.json".into(),
             expect_status: Some(200),
             expect_batch_item_failures: None,
+            sam_local_expect_status: None,
+            sam_local_reason: None,
         };
-        let ok = CheckOutcome { entry: entry.clone(), got: Got::Status(200), problem: None, logs: String::new() };
+        let ok = CheckOutcome {
+            entry: entry.clone(),
+            got: Got::Status(200),
+            problem: None,
+            logs: String::new(),
+            answer: None,
+            payload_bytes: 0,
+        };
         assert_eq!(ok.to_string(), "ok posts-read posts-read/get-hit.json expected=200 got=200");
         let fail = CheckOutcome {
             entry,
             got: Got::Status(404),
             problem: Some("expected status 200, got 404".into()),
             logs: String::new(),
+            answer: None,
+            payload_bytes: 0,
         };
         assert!(fail.to_string().starts_with("FAIL posts-read posts-read/get-hit.json expected=200 got=404"));
         assert_eq!(CheckSummary { passed: 3, failed: 1 }.to_string(), "3 passed, 1 failed");

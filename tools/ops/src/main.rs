@@ -19,6 +19,8 @@ use shared::clients::{AwsClients, RedisSettings, RedisStore, load_sdk_config};
 use shared::config::{EnvReader, exit_on_error};
 use shared::posts::{Post, PostId, PostsRepo};
 
+mod id_token;
+
 #[derive(Parser)]
 #[command(name = "ops", about = "Operator tasks for the Rust serverless bundle")]
 struct Cli {
@@ -62,6 +64,18 @@ enum Command {
         from: std::path::PathBuf,
         #[arg(long)]
         to: std::path::PathBuf,
+    },
+    /// Prints an ID token of the local OIDC issuer (make dev, the test stack) for `sub`, alone on
+    /// stdout: `curl -H 'content-type: application/json' -H "origin: $ORIGIN"
+    /// -d "{\"idToken\":\"$(ops id-token --sub alice)\"}" $API_URL/auth/session`.
+    /// Reads OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_DEV_ISSUER_KEY (.dev/env).
+    IdToken {
+        /// The subject (the user at the issuer).
+        #[arg(long)]
+        sub: String,
+        /// The audience (default: OIDC_CLIENT_ID); another one makes a token auth-refresh refuses.
+        #[arg(long)]
+        aud: Option<String>,
     },
     /// Moves messages from a dead-letter queue back to a queue (send, then delete), keeping their
     /// body and message attributes. Prints {"moved": N}.
@@ -111,7 +125,7 @@ fn sessions(command: &str) -> Sessions {
     Sessions::new(RefreshTokenStore::new(redis, refresh), AccessTokenSigner::new(&access))
 }
 
-/// Copies every file under `from` to `to`, filling access-token placeholders in JSON files.
+/// Copies every file under `from` to `to`, filling access-token and ID-token placeholders.
 fn render_events(from: &std::path::Path, to: &std::path::Path) -> Result<usize, String> {
     let mut env = EnvReader::from_env();
     let access = SigningSettings::from_env(&mut env);
@@ -131,6 +145,8 @@ fn render_events(from: &std::path::Path, to: &std::path::Path) -> Result<usize, 
             let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let filled =
                 fill_access_token_placeholders(&text, &signer).map_err(|e| format!("{}: {e}", path.display()))?;
+            let filled = id_token::fill_id_token_placeholders(&filled, id_token::DevIssuer::from_env)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             std::fs::write(&target, filled).map_err(|e| format!("{}: {e}", target.display()))?;
             count += 1;
         }
@@ -458,6 +474,12 @@ async fn main() {
             ),
             Err(e) => fail("keygen", e),
         },
+        Command::IdToken { sub, aud } => {
+            match id_token::DevIssuer::from_env().and_then(|issuer| issuer.token(&sub, aud.as_deref())) {
+                Ok(token) => println!("{token}"),
+                Err(e) => fail("id-token", e),
+            }
+        }
         Command::RenderEvents { from, to } => match render_events(&from, &to) {
             Ok(files) => println!("{}", serde_json::json!({ "files": files })),
             Err(e) => fail("render-events", e),

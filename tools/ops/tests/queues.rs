@@ -224,3 +224,28 @@ async fn poll_queue_invokes_with_sqs_events_and_deletes_only_what_succeeded() {
     let left: Vec<String> = q.drain(&q.queue).await.into_keys().collect();
     assert_eq!(left, [r#"{"n":"bad"}"#]);
 }
+
+/// The DeadLetterQueueNotEmptyAlarm (template.yaml) reads the dead-letter queue's
+/// ApproximateNumberOfMessagesVisible, which CloudWatch takes from the queue attribute
+/// ApproximateNumberOfMessages. A job that fails every receive (the email queue's redrive policy,
+/// maxReceiveCount 5) lands there and moves that number from 0 to 1, reaching the alarm's default
+/// threshold (1); `ops dlq-replay`, the alarm's runbook, brings it back to 0.
+#[tokio::test]
+async fn a_job_that_fails_every_receive_moves_the_number_the_dlq_alarm_reads() {
+    let q = queues().await;
+    assert_eq!(q.count(&q.dlq).await, (0, 0));
+    q.send(&q.queue, r#"{"job":"always-fails"}"#, None).await;
+    // Each receive without a delete is one failed attempt (visibility 0: back at once).
+    let start = Instant::now();
+    while q.count(&q.dlq).await.0 == 0 {
+        let _ = q.sqs.receive_message().queue_url(&q.queue).visibility_timeout(0).send().await.unwrap();
+        assert!(start.elapsed() < Duration::from_secs(20), "the job never reached the dead-letter queue");
+    }
+    assert_eq!(q.count(&q.dlq).await, (1, 0), "the dead-letter queue's depth, as the alarm reads it");
+    assert_eq!(q.count(&q.queue).await, (0, 0));
+
+    let (ok, out, err) = run(&["dlq-replay", "--from", &q.dlq, "--to", &q.queue]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out, json!({"moved": 1}));
+    assert_eq!(q.count(&q.dlq).await, (0, 0));
+}

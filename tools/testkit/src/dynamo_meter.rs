@@ -8,15 +8,12 @@
 //!
 //! The proxy runs on the test's tokio runtime on a free loopback port and stops with it.
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 
 /// What went through the proxy since the last [`DynamoMeter::take`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,26 +48,12 @@ pub struct DynamoMeter {
 impl DynamoMeter {
     /// A proxy to `upstream` (a moto endpoint such as `testkit::aws_endpoint()`).
     pub async fn start(upstream: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the meter");
-        let port = listener.local_addr().expect("meter address").port();
         let shared = Arc::new(Shared::default());
-        let client = reqwest::Client::new();
-        let (upstream, state) = (upstream.trim_end_matches('/').to_owned(), shared.clone());
-        tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                let (client, upstream, state) = (client.clone(), upstream.clone(), state.clone());
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (client, upstream, state) = (client.clone(), upstream.clone(), state.clone());
-                        async move { Ok::<_, Infallible>(forward(&client, &upstream, &state, req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(socket), service)
-                        .await;
-                });
-            }
-        });
-        Self { endpoint: format!("http://127.0.0.1:{port}"), shared }
+        let endpoint = crate::proxy::serve(upstream, shared.clone(), |client, upstream, state, req| async move {
+            forward(&client, &upstream, &state, req).await
+        })
+        .await;
+        Self { endpoint, shared }
     }
 
     /// The reads counted since the last call, and a fresh count from now.

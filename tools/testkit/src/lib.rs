@@ -13,8 +13,12 @@ use std::time::{Duration, Instant};
 use shared::clients::AwsClients;
 
 pub mod api_front_door;
+pub mod chromium;
 pub mod dynamo_meter;
 pub mod http;
+pub mod late_proxy;
+pub mod oidc_issuer;
+mod proxy;
 pub mod redis_acl;
 pub mod redis_modes;
 pub mod redis_server;
@@ -23,6 +27,8 @@ pub mod serial_moto;
 pub mod stack_env;
 pub use api_front_door::ApiFrontDoor;
 pub use dynamo_meter::{DynamoMeter, Reads};
+pub use late_proxy::LateProxy;
+pub use oidc_issuer::OidcIssuer;
 pub use redis_modes::{Redis, RedisMode};
 pub use redis_server::{Persistence, RedisCluster, RedisServer};
 pub use redis_tls::TlsFiles;
@@ -132,6 +138,19 @@ pub async fn aws_clients_at(endpoint: &str) -> AwsClients {
     AwsClients::new(&sdk, true)
 }
 
+/// AWS clients pointed at `endpoint` with dummy credentials, built without any I/O: for fixtures
+/// that are not async and states whose AWS clients a test may never call.
+pub fn aws_clients_offline(endpoint: &str) -> AwsClients {
+    let credentials = aws_credential_types::Credentials::new("test", "test", None, None, "testkit");
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials))
+        .build();
+    AwsClients::new(&sdk, true)
+}
+
 /// What `scripts/provision.py` created: resources by logical id, and each function's environment.
 #[derive(Clone, Debug)]
 pub struct Provisioned {
@@ -157,8 +176,22 @@ pub fn provision(overrides: &[(&str, &str)]) -> Provisioned {
     provision_at(&aws_endpoint(), overrides)
 }
 
+/// [`provision`] with template parameters set to `params` (for example
+/// `("AllowedOrigins", "https://app.example.test:8443")`), resolved as CloudFormation would:
+/// wherever the template refers to a parameter (a function's variables, a bucket's CORS rules),
+/// its given value replaces the default. `overrides` then set function variables as in
+/// [`provision`].
+pub fn provision_with(params: &[(&str, &str)], overrides: &[(&str, &str)]) -> Provisioned {
+    provision_at_with(&aws_endpoint(), params, overrides)
+}
+
 /// [`provision`] against `endpoint` (a moto server a test started itself).
 pub fn provision_at(endpoint: &str, overrides: &[(&str, &str)]) -> Provisioned {
+    provision_at_with(endpoint, &[], overrides)
+}
+
+/// [`provision_with`] against `endpoint`.
+pub fn provision_at_with(endpoint: &str, params: &[(&str, &str)], overrides: &[(&str, &str)]) -> Provisioned {
     let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let mut cmd = Command::new(venv_bin("python"));
     cmd.arg(workspace_root().join("scripts/provision.py"))
@@ -172,6 +205,11 @@ pub fn provision_at(endpoint: &str, overrides: &[(&str, &str)]) -> Provisioned {
     for user in redis_acl::template_users() {
         let param: String = user.name.split('-').map(|w| w[..1].to_uppercase() + &w[1..]).collect();
         cmd.arg("--param").arg(format!("{param}CachePassword={}", redis_acl::password(&user.name)));
+    }
+    // After the cache passwords, so that a caller's value for a parameter wins (the last
+    // `--param` of a name counts).
+    for (name, value) in params {
+        cmd.arg("--param").arg(format!("{name}={value}"));
     }
     let out = cmd.stderr(Stdio::inherit()).output().expect("run provision.py");
     assert!(out.status.success(), "provision.py failed");

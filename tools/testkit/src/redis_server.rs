@@ -410,6 +410,110 @@ impl RedisCluster {
         self.ports.iter().map(|port| redis_cli(*port, self.tls.as_deref(), false, args)).collect()
     }
 
+    /// The cluster node id of the node on `port`.
+    pub fn node_id(&self, port: u16) -> String {
+        redis_cli(port, self.tls.as_deref(), false, &["CLUSTER", "MYID"])
+    }
+
+    /// Starts a new, empty master and joins it to the cluster (`redis-cli --cluster add-node`),
+    /// as a scale-out or a node replacement does; returns its port.
+    pub fn add_master(&mut self) -> u16 {
+        let port = free_cluster_port();
+        self.children.push(spawn_node(port, &self.dir, self.tls.as_deref()));
+        self.ports.push(port);
+        wait_for_port(port, Duration::from_secs(10));
+        let existing = self.ports.iter().find(|p| **p != port).expect("a node to join through");
+        self.cluster_tool(&["add-node", &format!("127.0.0.1:{port}"), &format!("127.0.0.1:{existing}")]);
+        // The join spreads by gossip: a reshard before every node knows the new one fails
+        // ("Unknown node").
+        let id = self.node_id(port);
+        let start = Instant::now();
+        while !self.cli_each(&["CLUSTER", "NODES"]).iter().all(|nodes| nodes.contains(&id)) {
+            assert!(start.elapsed() < Duration::from_secs(20), "the new node never became known to every node");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait_ok();
+        port
+    }
+
+    /// Moves every slot of the master on `from` to the master on `to`, keys included
+    /// (`redis-cli --cluster reshard`), and waits until the cluster is ok again.
+    pub fn move_all_slots(&self, from: u16, to: u16) {
+        let from_id = self.node_id(from);
+        let slots: usize = redis_cli(from, self.tls.as_deref(), false, &["CLUSTER", "NODES"])
+            .lines()
+            .find(|l| l.starts_with(&from_id))
+            .map(|l| {
+                l.split_whitespace()
+                    .skip(8)
+                    .map(|range| match range.split_once('-') {
+                        Some((a, b)) => b.parse::<usize>().unwrap_or(0) - a.parse::<usize>().unwrap_or(0) + 1,
+                        None => 1,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0);
+        assert!(slots > 0, "node {from} owns no slots");
+        let to_id = self.node_id(to);
+        self.cluster_tool(&[
+            "reshard",
+            &format!("127.0.0.1:{to}"),
+            "--cluster-from",
+            &from_id,
+            "--cluster-to",
+            &to_id,
+            "--cluster-slots",
+            &slots.to_string(),
+            "--cluster-yes",
+        ]);
+        self.wait_ok();
+    }
+
+    /// Removes the (slot-less) node on `port` from the cluster (`redis-cli --cluster del-node`,
+    /// the other nodes forget it) and SIGKILLs its process: the node is gone for good.
+    pub fn remove_node(&mut self, port: u16) {
+        let index = self.ports.iter().position(|p| *p == port).expect("a node of this cluster");
+        let id = self.node_id(port);
+        let other = *self.ports.iter().find(|p| **p != port).expect("another node");
+        self.cluster_tool(&["del-node", &format!("127.0.0.1:{other}"), &id]);
+        let mut child = self.children.remove(index);
+        self.ports.remove(index);
+        let _ = child.kill();
+        let _ = child.wait();
+        self.wait_ok();
+    }
+
+    /// SIGSTOPs the node on `port` for `pause`, then SIGCONTs it: a node that stops answering for
+    /// a moment (a long GC-like stall, a network blip), shorter than the cluster's node timeout, so
+    /// no failover follows. Clients waiting on it time out.
+    pub fn pause_node(&self, port: u16, pause: Duration) {
+        let index = self.ports.iter().position(|p| *p == port).expect("a node of this cluster");
+        let pid = self.children[index].id().to_string();
+        let signal = |sig: &str| {
+            let status = Command::new("kill").args([sig, &pid]).status().expect("kill");
+            assert!(status.success(), "kill {sig} {pid}");
+        };
+        signal("-STOP");
+        std::thread::sleep(pause);
+        signal("-CONT");
+    }
+
+    fn cluster_tool(&self, args: &[&str]) {
+        let out = Command::new("redis-cli")
+            .args(self.tls_cli_args())
+            .arg("--cluster")
+            .args(args)
+            .output()
+            .expect("redis-cli --cluster");
+        if !out.status.success() {
+            // The end of the output says what failed (a reshard prints a line per slot before).
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            let tail: String =
+                text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+            panic!("redis-cli --cluster {args:?} failed: {tail}");
+        }
+    }
+
     /// The URL that signs in as the template's ACL user `user` (its local password).
     pub fn url_as(&self, user: &str) -> String {
         let scheme = if self.tls.is_some() { "rediss" } else { "redis" };

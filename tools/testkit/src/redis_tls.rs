@@ -24,6 +24,11 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 impl TlsFiles {
     pub fn generate() -> Self {
+        Self::generate_for("IP:127.0.0.1,DNS:localhost")
+    }
+
+    /// A CA and a server certificate for the `subjectAltName` list `san` (`DNS:a.test,DNS:b.test`).
+    pub fn generate_for(san: &str) -> Self {
         let dir = crate::redis_server::temp_dir("tls");
         // P-256 keys: quick to make, and what rustls verifies without extra features.
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
@@ -38,8 +43,10 @@ impl TlsFiles {
         csr.extend(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
         openssl(&dir, &csr);
         // clientAuth too: cluster nodes present this certificate to each other on the TLS bus.
-        let ext = "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n\
-                   keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n";
+        let ext = format!(
+            "subjectAltName={san}\nbasicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n"
+        );
         std::fs::write(dir.join("server.ext"), ext).expect("write server.ext");
         openssl(
             &dir,

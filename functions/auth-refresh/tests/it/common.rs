@@ -27,6 +27,11 @@ pub fn signing_key() -> &'static (Secret, PublicKey) {
     KEY.get_or_init(|| generate_key_pair("test-1").expect("key pair"))
 }
 
+/// AWS clients that nothing in the token suite calls (port 9: discard, nothing listens).
+fn offline_aws() -> shared::clients::AwsClients {
+    testkit::aws_clients_offline("http://127.0.0.1:9")
+}
+
 /// What a scenario changes in the function's environment; the rest is [`Fixture::start`]'s.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -71,6 +76,7 @@ enum Backend {
 pub struct Fixture {
     pub state: State,
     pub settings: Settings,
+    pub aws: shared::clients::AwsClients,
     backend: Option<Backend>,
     ports: Vec<u16>,
     /// The CA of a TLS Redis, for redis-cli.
@@ -86,6 +92,12 @@ impl Fixture {
     /// A fresh Redis of `kind` and a `State` over it that signs in as the template's
     /// `auth-refresh` ACL user.
     pub fn start_with(kind: Kind, o: Options) -> Self {
+        Self::start_full(kind, o, &[], offline_aws())
+    }
+
+    /// [`Fixture::start_with`], with `extra` variables set over the fixture's own and `aws` as
+    /// the function's AWS clients (sign-in: an issuer, a users table on moto).
+    pub fn start_full(kind: Kind, o: Options, extra: &[(&str, &str)], aws: shared::clients::AwsClients) -> Self {
         let (backend, url, ports) = match kind {
             Kind::Single => {
                 let server = RedisServer::start();
@@ -123,6 +135,11 @@ impl Fixture {
             ("REFRESH_RATE_BURST", &o.burst.to_string()),
             ("REFRESH_RATE_PER_MINUTE", &o.per_minute.to_string()),
             ("REFRESH_MAX_SESSIONS_PER_USER", &o.max_sessions.to_string()),
+            // Sign-in is tested with a real issuer and users table (sign_in.rs); here neither is
+            // ever reached: the discovery document and DynamoDB are only read by POST /auth/session.
+            ("OIDC_ISSUER", "http://127.0.0.1:9"),
+            ("OIDC_CLIENT_ID", "app"),
+            ("USERS_TABLE", "users"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -130,14 +147,21 @@ impl Fixture {
         if let Some(ca) = &ca {
             env.insert("REDIS_CA_BUNDLE".into(), ca.clone());
         }
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let settings = Settings::from_env(testkit::env_reader(env)).expect("settings");
-        let state = State::new(&settings).expect("state");
-        Self { state, settings, backend: Some(backend), ports, ca }
+        let state = State::new(&settings, &aws).expect("state");
+        Self { state, settings, aws, backend: Some(backend), ports, ca }
     }
 
     /// Another execution environment of the function: same settings, its own Redis connection.
     pub fn another_state(&self) -> State {
-        State::new(&self.settings).expect("state")
+        State::new(&self.settings, &self.aws).expect("state")
+    }
+
+    /// The URL of this fixture's (single) Redis signed in as the template's cache user `user`:
+    /// other functions beside auth-refresh (the browser journey).
+    pub fn redis_url_as(&self, user: &str) -> String {
+        format!("redis://{user}:{}@127.0.0.1:{}", testkit::redis_acl::password(user), self.ports[0])
     }
 
     /// Kills Redis (every node of a cluster).

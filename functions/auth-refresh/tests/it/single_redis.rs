@@ -81,6 +81,11 @@ async fn event_files_answer_as_the_manifest_expects() {
         ("logout.json", 204),
         ("logout-all.json", 401),
         ("preflight.json", 204),
+        // Unrendered, `{{id-token:alice}}` is no JWT: refused before any issuer is asked.
+        ("session.json", 401),
+        ("session-hmac-token.json", 401),
+        ("session-cross-site.json", 403),
+        ("session-too-large.json", 413),
     ];
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .expect("events/auth-refresh")

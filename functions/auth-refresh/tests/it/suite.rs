@@ -335,6 +335,45 @@ pub async fn a_flood_of_refreshes_is_rate_limited_per_user(kind: Kind) {
     assert!(f.cli(&["HGET", "auth:{user-1}:sessions", &family]).starts_with("3:"));
 }
 
+/// Dead tokens never spend the user's refresh budget (issue 26): a token of a revoked session, of
+/// a family ended by reuse detection, of a session that expired, or of a family never issued here
+/// (a genuine MAC, so only the secret's holder could make it) is refused with the one 401 before
+/// the bucket is touched. Replaying them as fast as one likes leaves the user's live session
+/// refreshing, writes nothing (not even the bucket: no memory per request) and stays O(1).
+pub async fn dead_tokens_never_spend_the_users_refresh_budget(kind: Kind) {
+    let f = Fixture::start_with(kind, Options { burst: 3, per_minute: 1, ..Options::grace(SHORT_GRACE_MS) });
+    let user = shared::auth::UserId::parse("user-1").unwrap();
+    // A revoked session.
+    let (revoked, _) = f.login("user-1").await;
+    assert_eq!(handle(&f.state, logout_by_cookie(&revoked)).await.status(), 204);
+    // A family ended by reuse: its first token presented again after the grace window.
+    let (reused1, _) = f.login("user-1").await;
+    let reused2 = refreshed(&handle(&f.state, refresh_by_body(&reused1)).await);
+    tokio::time::sleep(Duration::from_millis(SHORT_GRACE_MS + 50)).await;
+    assert_eq!(handle(&f.state, refresh_by_body(&reused1)).await.status(), 401);
+    // A family never issued, with a genuine MAC.
+    let never = f.settings.refresh.key.token(&user, "AAAAAAAAAAAAAAAAAAAAAA", 0).expose().to_owned();
+    // The live session; the bucket now holds 3 - 1 (the reuse set-up spent one) = 2 tokens, and
+    // refills one a minute.
+    let (mut live, _) = f.login("user-1").await;
+    let before = f.dump();
+
+    for _ in 0..20 {
+        for dead in [&revoked, &reused1, &reused2, &never] {
+            let r = handle(&f.state, refresh_by_body(dead)).await;
+            assert_eq!(r.status(), 401, "{}", text(&r));
+            let r = handle(&f.state, refresh_by_cookie(dead)).await;
+            assert_eq!(r.status(), 401, "{}", text(&r));
+        }
+    }
+    assert_eq!(f.dump(), before, "dead tokens wrote nothing: not the sessions, not the bucket");
+    // The live session still has its whole remaining budget.
+    for _ in 0..2 {
+        live = refreshed(&handle(&f.state, refresh_by_cookie(&live)).await);
+    }
+    assert_eq!(handle(&f.state, refresh_by_cookie(&live)).await.status(), 429, "the budget itself still holds");
+}
+
 /// A user has at most REFRESH_MAX_SESSIONS_PER_USER sessions: a new sign-in ends the least
 /// recently refreshed one.
 pub async fn the_session_cap_evicts_the_least_recently_refreshed(kind: Kind) {
@@ -558,6 +597,7 @@ macro_rules! token_suite {
             cross_origin_simple_requests_with_the_cookie_are_refused_and_the_session_survives,
             a_verifier_cannot_mint_a_token_the_others_accept,
             a_flood_of_refreshes_is_rate_limited_per_user,
+            dead_tokens_never_spend_the_users_refresh_budget,
             the_session_cap_evicts_the_least_recently_refreshed,
             logout_revokes_that_session_only,
             logout_all_revokes_every_session_of_the_user,

@@ -243,6 +243,7 @@ impl Transport for Recorder {
                     transport: "recorder",
                     kind: FailureKind::Transient,
                     message: "503".into(),
+                    maybe_sent: false,
                 });
             }
             self.sent.lock().unwrap().push(to);
@@ -412,4 +413,49 @@ async fn a_send_still_running_at_the_deadline_is_reported_and_the_batch_still_an
     let response = handle(&state, batch(2, &f.queue_arn), Deadline::after(Duration::from_millis(2500))).await;
     assert_eq!(failed_ids(&response), ["m0", "m1"]);
     assert!(recorder.sent.lock().unwrap().is_empty());
+}
+
+/// At most once where SES cannot tell. SES (moto) behind a proxy that passes the request on at
+/// once and holds SES's answer back past the send's deadline: SES sent the email, the client
+/// timed out. The claim is held, not released, so the redelivery right after sends nothing; once
+/// the hold is over a delivery sends again (the possible duplicate the metric counts).
+#[tokio::test]
+async fn a_send_that_timed_out_after_it_left_is_held_not_resent_at_once() {
+    const HOLD_SECS: u64 = 4;
+    let f = fixture(true).await;
+    let late = testkit::LateProxy::start(&f.endpoint, Duration::from_secs(10)).await;
+    let ses = testkit::aws_clients_at(&late.endpoint).await.sesv2().clone();
+    let settings = f.settings(&[("EMAIL_UNKNOWN_OUTCOME_HOLD_SECONDS", &HOLD_SECS.to_string())]);
+    let transport = Arc::new(shared::email::transport::SesTransport::new(ses, None));
+    let state = State::with_transport(&settings, &f.aws, transport).unwrap();
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let job = order_job(&format!("ord_late_{tag}"), "late@example.com", vec![item("Mug", 1, 100)]);
+    let key = format!("email:order_confirmation:ord_late_{tag}");
+    let event = || {
+        let mut event = SqsEvent::default();
+        event.records.push(record("m-late", job.to_json(), &f.queue_arn));
+        event
+    };
+
+    // The send leaves, SES sends, the answer comes after the send's deadline.
+    let response = handle(&state, event(), Deadline::after(Duration::from_secs(4))).await;
+    assert_eq!(failed_ids(&response), ["m-late"]);
+    assert_eq!(late.forwarded(), 1, "the request reached SES");
+    assert_eq!(f.sent().await.len(), 1, "SES sent it although the client timed out");
+    assert_eq!(state.idempotency.status(&key).await.unwrap().as_deref(), Some("INPROGRESS"), "held, not released");
+
+    // SES answers at once from now on; the redelivery within the hold sends nothing.
+    late.set_delay(Duration::ZERO);
+    let held_since = std::time::Instant::now();
+    let response = handle(&state, event(), deadline()).await;
+    assert_eq!(failed_ids(&response), ["m-late"], "held: reported for a later delivery");
+    assert_eq!(late.forwarded(), 1, "no second SendEmail within the hold");
+    assert_eq!(f.sent().await.len(), 1);
+
+    // After the hold, a delivery sends again: bounded, and the duplicate it may be was counted.
+    tokio::time::sleep(Duration::from_secs(HOLD_SECS + 1).saturating_sub(held_since.elapsed())).await;
+    let response = handle(&state, event(), deadline()).await;
+    assert!(failed_ids(&response).is_empty());
+    assert_eq!(f.sent().await.len(), 2);
+    assert_eq!(state.idempotency.status(&key).await.unwrap().as_deref(), Some("COMPLETED"));
 }

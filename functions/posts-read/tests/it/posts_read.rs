@@ -629,10 +629,52 @@ async fn one_process_with_sixteen_invocations_in_flight_answers_every_one() {
         .logs
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|l| l["span"]["requestId"].as_str().map(str::to_owned))
+        .filter_map(|l| l["requestId"].as_str().map(str::to_owned))
         .collect();
     assert!(request_ids.is_subset(&logged), "request ids in the logs: {logged:?}\n{}", report.logs);
     emf::assert_valid_lines(&report.logs, "posts-read", &["CacheMisses", "CacheHits"]);
+}
+
+/// A posts-read process whose cache stays down still answers (it fails open to DynamoDB), and
+/// says so: every invocation's EMF line counts `CacheUnavailable`, the metric the template's
+/// PostsReadCacheUnavailableAlarm reads, so a silent fail-open becomes a page.
+#[tokio::test]
+async fn a_process_whose_cache_stays_down_answers_and_emits_cache_unavailable() {
+    let mut f = fixture().await;
+    f.repo.put(&post("u1", true, &timestamp_now())).await.unwrap();
+    f.redis.stop();
+    let mut env: Vec<(String, String)> = f.env.clone().into_iter().collect();
+    env.extend(
+        [
+            ("AWS_ENDPOINT_URL", testkit::aws_endpoint()),
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let options = lambda_harness::SpawnOptions { env, ..Default::default() };
+    let function = lambda_harness::Function::start(env!("CARGO_BIN_EXE_posts-read"), &options).await.expect("spawn");
+    if let Err(e) = function.wait_ready(Duration::from_secs(60)).await {
+        panic!("init failed: {e}\n{}", function.logs());
+    }
+    let event = http_api_event("/posts/u1", "");
+    for _ in 0..3 {
+        let answer = function.invoke(&event, Duration::from_secs(30)).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(answer.status_code(), Some(200), "{:?}", answer.json());
+        // Past the reconnect backoff, so each invocation tries (and fails) again.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let report = function.stop().await;
+    emf::assert_valid_lines(&report.logs, "posts-read", &["CacheUnavailable"]);
+    let unavailable: u64 = report
+        .logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|l| l["CacheUnavailable"].as_u64())
+        .sum();
+    assert!(unavailable >= 3, "CacheUnavailable counted {unavailable} times over 3 invocations\n{}", report.logs);
 }
 
 /// CloudWatch Embedded Metric Format: the structure of its JSON schema (the `_aws` root member,
@@ -729,4 +771,147 @@ mod emf {
             assert!(defined.iter().any(|d| d == name), "no EMF line defines {name}: {defined:?}");
         }
     }
+}
+
+/// The worst posts there can be, written straight to DynamoDB as an import, an operator or an
+/// older version of the code could (the API refuses most of this now): bodies of 10,900 U+0001
+/// (a 6.9 MB `limit=100` page when lists carried bodies), quotes, backslashes, 4-byte
+/// characters, titles over the limit. Measured where Lambda measures it: the response payload
+/// the binary posts to the Runtime API (the proxy response JSON, the page escaped once more),
+/// not the HTTP body. Every page of the walk stays under the list bound, short pages continue
+/// by cursor until every post was seen, and the largest whole post stays under its own bound.
+#[tokio::test]
+async fn worst_case_posts_keep_every_response_payload_under_its_bound() {
+    use shared::posts::{PAGE_MAX_PAYLOAD_BYTES, POST_MAX_PAYLOAD_BYTES};
+    let f = fixture().await;
+    let fillers = ['\u{1}', '"', '\\', '😀', '\u{85}'];
+    let mut expected = Vec::new();
+    for i in 0..100u32 {
+        let c = fillers[i as usize % fillers.len()];
+        let mut p = post(&format!("x{i:03}"), true, &at(i));
+        p.title = std::iter::repeat_n('\u{1}', 300).collect();
+        p.body = std::iter::repeat_n(c, 10_900).collect();
+        p.author_id = "\"\\\u{2}😀".repeat(100);
+        f.repo.put(&p).await.unwrap();
+        expected.push(p.id.as_str().to_owned());
+    }
+    expected.reverse();
+    // One post as large as DynamoDB stores: 390,000 control characters.
+    let mut largest = post("largest", false, &at(200));
+    largest.body = std::iter::repeat_n('\u{1}', 390_000).collect();
+    largest.published = true;
+    largest.created_at = at(0).replace("2026", "2025");
+    f.repo.put(&largest).await.unwrap();
+    expected.push("largest".into());
+
+    let mut env: Vec<(String, String)> = f.env.clone().into_iter().collect();
+    env.extend([
+        ("AWS_ENDPOINT_URL".to_owned(), testkit::aws_endpoint()),
+        ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
+        ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
+    ]);
+    let options = lambda_harness::SpawnOptions { env, ..Default::default() };
+    let function = lambda_harness::Function::start(env!("CARGO_BIN_EXE_posts-read"), &options).await.expect("spawn");
+    if let Err(e) = function.wait_ready(Duration::from_secs(60)).await {
+        panic!("init failed: {e}\n{}", function.logs());
+    }
+    let mut seen = Vec::new();
+    let mut query = "limit=100".to_owned();
+    let (mut largest_page, mut pages) = (0, 0);
+    loop {
+        let answer = function.invoke(&http_api_event("/posts", &query), Duration::from_secs(30)).await.unwrap();
+        assert!(!answer.is_error, "{:?}\n{}", answer.error_summary(), function.logs());
+        assert_eq!(answer.status_code(), Some(200));
+        let payload = answer.body.len();
+        assert!(payload <= PAGE_MAX_PAYLOAD_BYTES, "page payload {payload} > {PAGE_MAX_PAYLOAD_BYTES}");
+        largest_page = largest_page.max(payload);
+        pages += 1;
+        let page: serde_json::Value = serde_json::from_str(answer.json().unwrap()["body"].as_str().unwrap()).unwrap();
+        assert!(page["items"].as_array().is_some_and(|items| items.iter().all(|i| i.get("body").is_none())));
+        seen.extend(ids(&page));
+        match page["nextCursor"].as_str() {
+            Some(cursor) => {
+                assert_eq!(page["hasMore"], true);
+                query = format!("limit=100&cursor={cursor}");
+            }
+            None => break,
+        }
+        assert!(pages <= 101, "the walk ends");
+    }
+    assert_eq!(seen, expected, "every post once, newest first, however the pages were cut");
+
+    let answer = function.invoke(&http_api_event("/posts/largest", ""), Duration::from_secs(30)).await.unwrap();
+    assert!(!answer.is_error, "{:?}", answer.error_summary());
+    assert_eq!(answer.status_code(), Some(200));
+    let payload = answer.body.len();
+    assert!(payload <= POST_MAX_PAYLOAD_BYTES, "post payload {payload} > {POST_MAX_PAYLOAD_BYTES}");
+    assert!(payload > 390_000 * 7, "the body really is escaped twice: {payload}");
+    eprintln!(
+        "figures: largest list page payload {largest_page} bytes (bound {PAGE_MAX_PAYLOAD_BYTES}, {pages} pages); \
+         largest post payload {payload} bytes (bound {POST_MAX_PAYLOAD_BYTES}); Lambda's limit {}",
+        lambda_harness::MAX_RESPONSE_BYTES
+    );
+    function.stop().await;
+}
+
+/// The real binary, its cursor key in Secrets Manager (moto): the environment carries only
+/// POSTS_CURSOR_SECRET_SECRET_ARN, as template.yaml gives it.
+async fn start_with_cursor_secret_arn(f: &Fixture, arn: &str) -> lambda_harness::Function {
+    let mut env: Vec<(String, String)> =
+        f.env.clone().into_iter().filter(|(k, _)| k != "POSTS_CURSOR_SECRET").collect();
+    env.extend(
+        [
+            ("POSTS_CURSOR_SECRET_SECRET_ARN", arn.to_owned()),
+            ("AWS_ENDPOINT_URL", testkit::aws_endpoint()),
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let options = lambda_harness::SpawnOptions { env, ..Default::default() };
+    lambda_harness::Function::start(env!("CARGO_BIN_EXE_posts-read"), &options).await.expect("spawn")
+}
+
+#[tokio::test]
+async fn the_cursor_key_is_read_from_secrets_manager_at_init() {
+    let f = fixture().await;
+    let arn = testkit::aws_clients()
+        .await
+        .secretsmanager()
+        .create_secret()
+        .name(format!("posts-cursor-{}", uuid::Uuid::new_v4()))
+        .secret_string(CURSOR_SECRET)
+        .send()
+        .await
+        .expect("secret")
+        .arn
+        .expect("arn");
+    let function = start_with_cursor_secret_arn(&f, &arn).await;
+    if let Err(e) = function.wait_ready(Duration::from_secs(60)).await {
+        panic!("init failed: {e}\n{}", function.logs());
+    }
+    let answer = function.invoke(&http_api_event("/posts", "limit=10"), Duration::from_secs(30)).await.expect("answer");
+    assert_eq!(answer.status_code(), Some(200), "{:?}", answer.json());
+    let report = function.stop().await;
+    assert!(!report.logs.contains(CURSOR_SECRET), "the value is never logged");
+}
+
+#[tokio::test]
+async fn a_cursor_key_it_cannot_read_fails_init_with_one_line_naming_it_and_the_permission() {
+    let f = fixture().await;
+    let missing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:posts-cursor-gone-AbCdEf";
+    let function = start_with_cursor_secret_arn(&f, missing).await;
+    assert!(function.wait_ready(Duration::from_secs(60)).await.is_err(), "init must fail");
+    let report = function.stop().await;
+    let lines: Vec<&str> = report.logs.lines().filter(|l| l.contains(missing)).collect();
+    assert_eq!(lines.len(), 1, "one line: {}", report.logs);
+    assert!(
+        lines[0].contains("POSTS_CURSOR_SECRET") && lines[0].contains("secretsmanager:GetSecretValue"),
+        "{}",
+        lines[0]
+    );
+    assert!(!report.logs.contains("panicked"), "{}", report.logs);
 }

@@ -393,3 +393,65 @@ async fn posts_written_outside_the_api_are_readable() {
     f.repo.put(&post).await.unwrap();
     assert_eq!(f.read("/posts/seeded").await.status(), 200);
 }
+
+/// posts-write's largest answer: the whole post after a write. A post written around the API (an
+/// import, an older version) may be as large as DynamoDB stores, all control characters; a PATCH
+/// answers it whole. Measured where Lambda measures it, the payload the binary posts to the
+/// Runtime API: under `POST_MAX_PAYLOAD_BYTES`, so under Lambda's 6 MB.
+#[tokio::test]
+async fn a_patch_of_the_largest_stored_post_answers_under_its_payload_bound() {
+    use shared::posts::POST_MAX_PAYLOAD_BYTES;
+    let f = fixture().await;
+    let now = timestamp_now();
+    let huge = Post {
+        id: PostId::parse("huge").unwrap(),
+        title: std::iter::repeat_n('\u{1}', 300).collect(),
+        body: std::iter::repeat_n('\u{1}', 390_000).collect(),
+        author_id: "user-1".into(),
+        published: false,
+        created_at: now.clone(),
+        updated_at: now,
+        version: 1,
+    };
+    f.repo.put(&huge).await.unwrap();
+
+    let mut env: Vec<(String, String)> = f.env.clone().into_iter().collect();
+    env.extend([
+        ("AWS_ENDPOINT_URL".to_owned(), testkit::aws_endpoint()),
+        ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
+        ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
+    ]);
+    let options = lambda_harness::SpawnOptions { env, ..Default::default() };
+    let function = lambda_harness::Function::start(env!("CARGO_BIN_EXE_posts-write"), &options).await.expect("spawn");
+    if let Err(e) = function.wait_ready(std::time::Duration::from_secs(60)).await {
+        panic!("init failed: {e}\n{}", function.logs());
+    }
+    let event = json!({
+        "version": "2.0",
+        "routeKey": "PATCH /posts/{id}",
+        "rawPath": "/posts/huge",
+        "rawQueryString": "",
+        "headers": {"authorization": f.bearer("user-1"), "content-type": "application/json",
+                    "host": "abc123.execute-api.us-east-1.amazonaws.com"},
+        "pathParameters": {"id": "huge"},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "abc123", "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": {"method": "PATCH", "path": "/posts/huge", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7",
+                     "userAgent": "test"},
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef", "routeKey": "PATCH /posts/{id}", "stage": "$default",
+            "time": "26/Nov/2026:12:00:00 +0000", "timeEpoch": 1795694400000u64
+        },
+        "body": json!({"published": true}).to_string(),
+        "isBase64Encoded": false
+    });
+    let answer = function.invoke(&event, std::time::Duration::from_secs(30)).await.unwrap();
+    assert!(!answer.is_error, "{:?}\n{}", answer.error_summary(), function.logs());
+    assert_eq!(answer.status_code(), Some(200), "{:?}", answer.json());
+    let payload = answer.body.len();
+    assert!(payload <= POST_MAX_PAYLOAD_BYTES, "payload {payload} > {POST_MAX_PAYLOAD_BYTES}");
+    assert!(payload > 390_000 * 7, "the whole body, escaped twice: {payload}");
+    eprintln!("figures: posts-write largest payload {payload} bytes (bound {POST_MAX_PAYLOAD_BYTES})");
+    function.stop().await;
+}

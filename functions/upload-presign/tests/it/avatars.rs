@@ -29,6 +29,11 @@ struct Flow {
 /// The function's state over s3s-fs (S3) and `dynamo_endpoint` (moto), its environment from the
 /// template with the bucket pointed at s3s-fs.
 async fn flow_at(moto: Option<&testkit::SerialMoto>) -> Flow {
+    flow_with(moto, &[]).await
+}
+
+/// [`flow_at`] with `extra` set in the function's environment.
+async fn flow_with(moto: Option<&testkit::SerialMoto>, extra: &[(&str, &str)]) -> Flow {
     common::lambda_environment();
     let server = S3sServer::start().await;
     let s3 = server.client();
@@ -41,6 +46,7 @@ async fn flow_at(moto: Option<&testkit::SerialMoto>) -> Flow {
     };
     let mut env: HashMap<String, String> = provisioned.env("upload-presign");
     env.insert("UPLOADS_BUCKET".into(), BUCKET.into());
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     let settings = Settings::from_env(testkit::env_reader(env.clone())).expect("settings");
     let clients = aws.clone().with_s3(s3.clone());
     Flow {
@@ -139,7 +145,8 @@ async fn record_then_profile_shows_it_and_a_second_record_replaces_it() {
     assert_eq!(r.status(), 200);
     let shown = json_of(&r);
     let url = shown["avatar"]["url"].as_str().unwrap();
-    assert!(url.contains(&format!("/{BUCKET}/avatars/user-1/")) && url.contains("X-Amz-Expires=300"), "{url}");
+    assert!(url.contains(&format!("/{BUCKET}/avatars/user-1/")) && url.contains("X-Amz-Expires=60"), "{url}");
+    assert!(shown["avatar"]["expiresAt"].is_string(), "{shown}");
     let got = reqwest::get(url).await.unwrap();
     assert_eq!(got.status(), 200);
     assert_eq!(got.bytes().await.unwrap().as_ref(), PNG_1X1);
@@ -195,8 +202,11 @@ async fn bad_objects_are_refused_and_only_they_are_deleted() {
     let kept = f.keys().await;
 
     let id = || uuid::Uuid::new_v4().hyphenated().to_string();
-    let cases: [(&str, &str, &[u8], u16, &str); 4] = [
+    // A real PNG with an HTML page after its IEND: the signature is right, the file is not.
+    let polyglot = [PNG_1X1, b"<html><script>alert(document.cookie)</script></html>"].concat();
+    let cases: [(&str, &str, &[u8], u16, &str); 5] = [
         ("empty", "image/png", b"", 422, "/problems/upload-empty"),
+        ("png then html", "image/png", &polyglot, 422, "/problems/upload-content-mismatch"),
         ("truncated", "image/png", b"\x89PN", 422, "/problems/upload-content-mismatch"),
         ("stored as html", "text/html", PNG_1X1, 422, "/problems/upload-type-mismatch"),
         (
@@ -337,4 +347,17 @@ async fn concurrent_records_end_with_one_avatar_and_no_orphan() {
     assert_eq!(item["version"].as_n().unwrap(), "6", "every record committed once, one after the other");
     assert_eq!(f.keys().await, std::slice::from_ref(&recorded), "exactly the recorded avatar is left");
     assert!(uploads.iter().any(|k| avatar_key(k) == recorded));
+}
+
+/// With the edge on (`AVATAR_BASE_URL`, as the template sets it), a profile links the avatar
+/// through CloudFront: no signature, no expiry, the key as the path (immutable, so cacheable).
+#[tokio::test]
+async fn with_the_edge_profiles_link_avatars_through_it() {
+    let f = flow_with(None, &[("AVATAR_BASE_URL", "https://d111111abcdef8.cloudfront.net/")]).await;
+    let upload = f.upload("user-1", "image/png", PNG_1X1).await;
+    assert_eq!(f.record("user-1", &key_of(&upload)).await.0, 200);
+    let shown = json_of(&profile_with(&f.state, "user-1").await);
+    let expected = format!("https://d111111abcdef8.cloudfront.net/{}", avatar_key(&key_of(&upload)));
+    assert_eq!(shown["avatar"]["url"], expected.as_str(), "{shown}");
+    assert!(shown["avatar"].get("expiresAt").is_none(), "{shown}");
 }

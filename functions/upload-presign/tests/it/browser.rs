@@ -14,10 +14,8 @@
 
 use crate::common;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::{Fixture, HttpServer, assert_server_key};
 use lambda_http::http::{HeaderValue, StatusCode, header};
@@ -27,85 +25,21 @@ use serde_json::{Value, json};
 const SIZE: u64 = 70_001;
 const FILENAME: &str = "../../etc/passwd\r\n\u{202E}gnp.png";
 
-/// `CHROMIUM` (a path) or `chromium` on PATH.
-fn chromium() -> String {
-    std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into())
-}
-
 /// Loads `url` in a fresh headless Chromium and returns the DOM after the page's script ran.
 fn dump_dom(url: &str) -> String {
-    let profile = tempfile::tempdir().expect("profile dir");
-    let mut child = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--no-proxy-server",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(["--virtual-time-budget=10000", "--dump-dom", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start {} ({e}); the browser test needs Debian's chromium: \
-                 apt-get install -y chromium (scripts/bootstrap.sh)",
-                chromium()
-            )
-        });
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for chromium") {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(90) {
-            let _ = child.kill(); // this child only, by its handle
-            let _ = child.wait();
-            panic!("chromium did not finish within 90 s; stderr:\n{}", err.join().unwrap_or_default());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let dom = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    assert!(status.success(), "chromium failed ({status}); stderr:\n{stderr}");
-    assert!(dom.contains("<html"), "no DOM from chromium; stderr:\n{stderr}");
-    dom
-}
-
-/// The JSON the page wrote into `<pre id="result">`.
-fn result_of(dom: &str) -> Value {
-    let start = dom.find("<pre id=\"result\">").map(|i| i + "<pre id=\"result\">".len());
-    let text = start.and_then(|s| dom[s..].find("</pre>").map(|e| &dom[s..s + e]));
-    let text = text.unwrap_or_else(|| panic!("no result element in the DOM:\n{dom}"));
-    let text = text.replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("result is not JSON ({e}): {text}"))
+    testkit::chromium::dump_dom(&testkit::chromium::Page {
+        url,
+        extra_args: Vec::new(),
+        virtual_time_budget: Duration::from_secs(10),
+        timeout: Duration::from_secs(90),
+    })
 }
 
 /// The page: on load, ask the API for a presigned URL, then PUT the file with exactly the
 /// method and headers the answer names (the browser drops Content-Length from `headers` and
 /// sets it from the body), and write what happened into the DOM.
 fn upload_page(api: &str, token: &str) -> String {
-    let config = json!({ "api": api, "token": token, "size": SIZE, "filename": FILENAME, "png": common::PNG_1X1 });
+    let config = json!({ "api": api, "token": token, "size": SIZE, "filename": FILENAME, "png": common::padded_png(SIZE as usize) });
     format!(
         r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>upload</title></head>
@@ -115,9 +49,8 @@ const config = {config};
 (async () => {{
   const out = {{}};
   try {{
-    const bytes = new Uint8Array(config.size);
-    // A real PNG, padded after its IEND chunk (decoders ignore what follows).
-    for (let i = 0; i < bytes.length; i++) bytes[i] = i < config.png.length ? config.png[i] : i % 251;
+    // A real PNG of config.size bytes, padded by an ancillary chunk before its IEND.
+    const bytes = new Uint8Array(config.png);
     const file = new File([bytes], config.filename, {{ type: "image/png" }});
     const r = await fetch(config.api + "/uploads", {{
       method: "POST",
@@ -247,7 +180,7 @@ async fn chromium_uploads_through_the_api_and_the_bucket_cors() {
     })
     .await
     .unwrap();
-    let result = result_of(&dom);
+    let result = testkit::chromium::result_of(&dom);
     assert_eq!(result.get("error"), None, "the page failed: {result}");
     assert_eq!(result["presignStatus"], 200, "{result}");
     assert_eq!(result["putStatus"], 200, "{result}");
@@ -276,9 +209,7 @@ async fn chromium_uploads_through_the_api_and_the_bucket_cors() {
     assert!(f.aws.s3().head_object().bucket(&f.bucket).key(key).send().await.is_err(), "the upload was removed");
     let body =
         f.aws.s3().get_object().bucket(&f.bucket).key(&avatar).send().await.unwrap().body.collect().await.unwrap();
-    let expected: Vec<u8> = (0..SIZE as usize)
-        .map(|i| if i < common::PNG_1X1.len() { common::PNG_1X1[i] } else { (i % 251) as u8 })
-        .collect();
+    let expected = common::padded_png(SIZE as usize);
     assert!(body.into_bytes().as_ref() == expected.as_slice(), "the stored bytes are the page's");
 
     // The same pages from an origin that is allowed nowhere: both preflights fail in the browser.
@@ -289,7 +220,7 @@ async fn chromium_uploads_through_the_api_and_the_bucket_cors() {
     })
     .await
     .unwrap();
-    let result = result_of(&dom);
+    let result = testkit::chromium::result_of(&dom);
     assert!(result["apiError"].as_str().is_some_and(|e| e.contains("TypeError")), "API call not blocked: {result}");
     assert!(result["putError"].as_str().is_some_and(|e| e.contains("TypeError")), "PUT not blocked: {result}");
     assert!(seen.lock().unwrap().is_empty(), "the API layer refused the preflight; nothing reached the function");

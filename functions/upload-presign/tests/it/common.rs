@@ -8,7 +8,6 @@ use shared::config::FromEnv;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
@@ -58,17 +57,15 @@ pub struct Fixture {
 impl Fixture {
     /// Resources of template.yaml on moto, under a fresh prefix, with `origin` as the one allowed
     /// browser origin: in the function's ALLOWED_ORIGINS *and* in the bucket's CORS rules (the
-    /// template's `AllowedOrigins` parameter feeds both).
+    /// template's `AllowedOrigins` parameter feeds both, testkit::provision_with resolves it).
     pub async fn new(origin: &str) -> Self {
         lambda_environment();
-        let provisioned = provision_for_origin(origin);
-        let env = provisioned["functions"]["upload-presign"]
-            .as_object()
-            .expect("provision.py resolved the upload-presign function")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-            .collect::<HashMap<_, _>>();
-        let bucket = provisioned["resources"]["UploadsBucket"]["name"].as_str().expect("UploadsBucket").to_owned();
+        let provisioned = testkit::provision_with(
+            &[("AllowedOrigins", origin)],
+            &[("JWT_PUBLIC_KEYS", &testkit::test_public_keys()), ("S3_FORCE_PATH_STYLE", "true")],
+        );
+        let env = provisioned.env("upload-presign");
+        let bucket = provisioned.name("UploadsBucket");
         let settings = Settings::from_env(testkit::env_reader(env.clone())).expect("settings from the template");
         // As `main` does: path-style addressing comes from S3_FORCE_PATH_STYLE (set for moto).
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -135,29 +132,29 @@ pub const PNG_1X1: &[u8] = &[
     0x92, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
 ];
 
-/// `scripts/provision.py` with the `AllowedOrigins` parameter set, which `testkit::provision`
-/// does not pass (it only overrides function variables), so that the bucket's CORS rules hold
-/// the test page's origin. Prints the same JSON as `testkit::provision` parses.
-pub fn provision_for_origin(origin: &str) -> Value {
-    let root = testkit::workspace_root();
-    let prefix = format!("up{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let out = Command::new(root.join(".venv/bin/python"))
-        .arg(root.join("scripts/provision.py"))
-        .arg("--template")
-        .arg(root.join("template.yaml"))
-        .args(["--endpoint", &testkit::aws_endpoint(), "--prefix", &prefix])
-        .arg("--param")
-        .arg(format!("AllowedOrigins={origin}"))
-        .arg("--set")
-        .arg(format!("ALLOWED_ORIGINS={origin}"))
-        .arg("--set")
-        .arg(format!("JWT_PUBLIC_KEYS={}", testkit::test_public_keys()))
-        .args(["--set", "S3_FORCE_PATH_STYLE=true"])
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/provision.py (scripts/bootstrap.sh installs its venv)");
-    assert!(out.status.success(), "provision.py failed");
-    serde_json::from_slice(&out.stdout).expect("provision.py prints JSON")
+/// [`PNG_1X1`] grown to exactly `len` bytes by a private ancillary chunk (`paDd`, which decoders
+/// skip) before its `IEND`: a large file that is still one well-formed PNG, with nothing after
+/// its end (the record step refuses bytes after `IEND`).
+pub fn padded_png(len: usize) -> Vec<u8> {
+    let iend = PNG_1X1.len() - 12;
+    let data: Vec<u8> = (0..len - PNG_1X1.len() - 12).map(|i| (i % 251) as u8).collect();
+    let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+    chunk.extend_from_slice(b"paDd");
+    chunk.extend_from_slice(&data);
+    chunk.extend_from_slice(&crc32(&chunk[4..]).to_be_bytes());
+    [&PNG_1X1[..iend], &chunk, &PNG_1X1[iend..]].concat()
+}
+
+/// CRC-32 (ISO-HDLC), as PNG chunks carry it.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
 }
 
 /// The body as JSON (testkit's reader, under the name these tests use).

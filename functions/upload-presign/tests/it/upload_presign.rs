@@ -252,12 +252,9 @@ async fn preflight_allows_the_configured_origin_only() {
 #[tokio::test]
 async fn sample_events_get_their_expected_status() {
     common::lambda_environment();
-    let mut vars = common::provision_for_origin("http://localhost:5173")["functions"]["upload-presign"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-        .collect::<std::collections::HashMap<_, _>>();
+    let mut vars =
+        testkit::provision_with(&[("AllowedOrigins", "http://localhost:5173")], &[("S3_FORCE_PATH_STYLE", "true")])
+            .env("upload-presign");
     vars.insert("JWT_PUBLIC_KEYS".into(), testkit::test_public_keys());
     let signer = testkit::test_signer();
     let settings = upload_presign::settings::Settings::from_env(testkit::env_reader(vars)).unwrap();

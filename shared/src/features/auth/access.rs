@@ -27,6 +27,11 @@ use crate::config::{EnvReader, Secret};
 
 /// Seconds of clock skew tolerated on `exp`, `nbf` and `iat` between the minting and verifying hosts.
 pub const LEEWAY_SECS: u64 = 5;
+/// The shortest `ACCESS_TOKEN_TTL_SECONDS`. Every signed-in client refreshes once per lifetime,
+/// against a per-user refresh budget (REFRESH_RATE_PER_MINUTE, 10 in template.yaml) that all its
+/// tabs and devices share, and the verifiers accept [`LEEWAY_SECS`] past `exp`: below a minute,
+/// a few tabs would exhaust the budget and the leeway would be a large share of the lifetime.
+pub const MIN_TTL_SECS: u64 = 60;
 /// The `iss` minted and required when `JWT_ISSUER` is unset.
 pub const DEFAULT_ISSUER: &str = "rust-serverless-bundle";
 /// The `aud` minted and required when `JWT_AUDIENCE` is unset.
@@ -134,6 +139,12 @@ pub fn generate_key_pair(kid: &str) -> Result<(Secret, PublicKey), AccessTokenEr
     Ok((Secret::new(URL_SAFE_NO_PAD.encode(pkcs8.as_ref())), PublicKey { kid: kid.to_owned(), key }))
 }
 
+/// The `JWT_PUBLIC_KEYS` entry of a `JWT_SIGNING_KEY` value, if it is an Ed25519 key: what a
+/// key's maker (the signing-key custom resource) tells verifiers of a key it made before.
+pub fn public_key_of(kid: &str, signing_key: &str) -> Option<PublicKey> {
+    Some(PublicKey { kid: kid.to_owned(), key: public_half(signing_key)? })
+}
+
 /// The public half of a `JWT_SIGNING_KEY` value (base64url PKCS#8), if it is an Ed25519 key.
 fn public_half(signing_key: &str) -> Option<[u8; 32]> {
     let der = URL_SAFE_NO_PAD.decode(signing_key).ok()?;
@@ -180,7 +191,7 @@ impl AccessTokenSettings {
             public_keys,
             issuer: env.optional("JWT_ISSUER").unwrap_or_else(|| DEFAULT_ISSUER.to_owned()),
             audience: env.optional("JWT_AUDIENCE").unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned()),
-            ttl: env.seconds("ACCESS_TOKEN_TTL_SECONDS", 900, 60..=86_400),
+            ttl: env.seconds("ACCESS_TOKEN_TTL_SECONDS", 900, MIN_TTL_SECS..=86_400),
         }
     }
 }
@@ -400,6 +411,26 @@ mod tests {
         assert_eq!(k.signer.verifier().verify(v["b"].as_str().unwrap()).unwrap().sub, "user-2");
         assert_eq!(v["c"], "plain");
         assert!(fill_access_token_placeholders("{{access-token:{bad}}}", &k.signer).is_err());
+    }
+
+    #[test]
+    fn the_ttl_is_at_least_the_minimum() {
+        let (_, public) = generate_key_pair("k1").unwrap();
+        let keys = public.to_entry();
+        let read = |ttl: String| {
+            let mut env = EnvReader::from_fn(|k| match k {
+                "JWT_PUBLIC_KEYS" => Some(keys.clone()),
+                "ACCESS_TOKEN_TTL_SECONDS" => Some(ttl.clone()),
+                _ => None,
+            });
+            let settings = AccessTokenSettings::from_env(&mut env);
+            env.finish(settings)
+        };
+        let shortest = read(MIN_TTL_SECS.to_string()).expect("the minimum is allowed");
+        assert_eq!(shortest.ttl, Duration::from_secs(MIN_TTL_SECS));
+        let err = read((MIN_TTL_SECS - 1).to_string()).expect_err("below the minimum");
+        let names: Vec<_> = err.problems.iter().map(|p| p.variable.as_str()).collect();
+        assert_eq!(names, ["ACCESS_TOKEN_TTL_SECONDS"]);
     }
 
     struct Keys {

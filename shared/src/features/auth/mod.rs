@@ -1,9 +1,12 @@
 //! Auth: short-lived Ed25519-signed access tokens (JWT, [`access`]), the caller of a request
 //! ([`bearer_user`]), and refresh sessions kept in Redis at constant size per session
-//! ([`refresh`], with the token format in [`refresh_token`] and the Lua in [`session_scripts`]).
+//! ([`refresh`], with the token format in [`refresh_token`] and the Lua in [`session_scripts`]),
+//! and sign-in by an OIDC ID token ([`oidc`]) of a user found or created by identity ([`identities`]).
 
 pub mod access;
 mod bearer;
+pub mod identities;
+pub mod oidc;
 mod problem;
 pub mod refresh;
 pub mod refresh_token;

@@ -9,6 +9,7 @@
 use http::StatusCode;
 use http::header::{self, HeaderValue};
 
+use crate::auth::oidc::IdTokenError;
 use crate::auth::refresh::{RefreshError, Rejection, SessionError};
 use crate::http::Problem;
 
@@ -70,6 +71,37 @@ impl From<SessionError> for Problem {
     }
 }
 
+/// The one 401 of `POST /auth/session` for every ID token that cannot be used (forged, tampered,
+/// expired, another audience or issuer, a refused algorithm, an unknown key, no subject): the
+/// reason goes to the log, never to the caller.
+pub fn id_token_refused() -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid-id-token",
+        "Unauthorized",
+        "the ID token is not valid for this application; sign in with the identity provider again",
+    )
+}
+
+/// How long a client waits before it retries a sign-in the issuer's keys were unavailable for.
+pub const ISSUER_RETRY_AFTER_SECS: u64 = 5;
+
+impl From<IdTokenError> for Problem {
+    fn from(e: IdTokenError) -> Self {
+        match e {
+            IdTokenError::Rejected(reason) => {
+                tracing::info!(?reason, "ID token refused");
+                id_token_refused()
+            }
+            e @ (IdTokenError::Unavailable(_) | IdTokenError::Unusable { .. }) => {
+                tracing::error!(error = %e, "the issuer's keys are unavailable");
+                Problem::unavailable("the identity provider's keys could not be fetched; retry shortly")
+                    .with_header(header::RETRY_AFTER, HeaderValue::from(ISSUER_RETRY_AFTER_SECS))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +127,19 @@ mod tests {
         let bodies: Vec<_> = reasons.iter().map(|r| body(RefreshError::Rejected(*r).into())).collect();
         assert_eq!(bodies[0].0, 401);
         assert!(bodies.iter().all(|b| *b == bodies[0]), "{bodies:?}");
+    }
+
+    #[test]
+    fn every_id_token_rejection_is_the_same_401_and_an_issuer_outage_503() {
+        use crate::auth::oidc::IdRejection::*;
+        let reasons = [Malformed, Algorithm, UnknownKey, Signature, Issuer, Audience, Expired, Time, Subject];
+        let bodies: Vec<_> = reasons.iter().map(|r| body(IdTokenError::Rejected(*r).into())).collect();
+        assert_eq!(bodies[0].0, 401);
+        assert!(bodies.iter().all(|b| *b == bodies[0]), "{bodies:?}");
+        let outage = IdTokenError::Unusable { what: "key set", reason: "not JSON".into() };
+        let r = Problem::from(outage).to_response();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "5");
     }
 
     #[test]

@@ -22,7 +22,9 @@
 //!   recently refreshed. Revoke-all is one `DEL` of that hash.
 //! - Refreshes are rate limited per user by a token bucket under the same hash tag
 //!   (`REFRESH_RATE_BURST`, `REFRESH_RATE_PER_MINUTE`), checked inside the rotation script: a flood
-//!   from one stolen session costs one small hash and O(1) per request.
+//!   from one stolen session costs one small hash and O(1) per request. Only a token the script
+//!   would honour spends from the bucket: a dead one (revoked, superseded, unknown) is refused
+//!   first, so replaying it cannot lock the user's live sessions out.
 //! - Every key carries the user's hash tag `{<userId>}`: on Redis Cluster a user is one slot and
 //!   every script is single-slot.
 //!

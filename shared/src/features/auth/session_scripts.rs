@@ -67,14 +67,37 @@ return {'issued', exp - now, evicted}
 /// Rotates. KEYS: sessions, rate. ARGV: family id, presented number, idle TTL ms, grace ms,
 /// bucket size, refill per ms, bucket TTL ms.
 ///
-/// First the user's token bucket: empty → {'limited', ms until a token}. Then the family:
+/// First the family, then (only for a token that can be honoured) the user's token bucket:
+/// - no family, or past its idle or absolute expiry → {'unknown'} / {'expired'};
+/// - any earlier number than the current one (outside the grace window) → reuse: the family is
+///   deleted ({'reused'}); a later one → {'unknown'};
+/// - the bucket empty → {'limited', ms until a token};
 /// - the current number → the next one (the successor), {'rotated', seq, ms to expiry};
 /// - the number just before, inside the grace window of the last rotation → the same successor
-///   again, nothing written ({'retried', ...}): two tabs, or a reply lost and resent;
-/// - any earlier number → reuse: the family is deleted ({'reused'});
-/// - no family, or past its idle or absolute expiry → {'unknown'} / {'expired'}.
+///   again, nothing written ({'retried', ...}): two tabs, or a reply lost and resent.
+///
+/// Why the family comes first (issue 26): a token of a revoked, superseded or unknown session must
+/// not spend the user's refresh budget, or replaying one dead token ten times a minute keeps every
+/// live session of the user at 429. Refusing it costs one `HGET` and writes nothing (no bucket is
+/// created or touched), so a flood of dead tokens stays O(1) per request and uses no memory.
 pub const ROTATE: &str = r#"
 local now = now_ms()
+local f = decode(redis.call('HGET', KEYS[1], ARGV[1]))
+if f == nil then return {'unknown', 0, 0} end
+if now >= f.exp then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return {'expired', 0, 0}
+end
+local seq = tonumber(ARGV[2])
+local current = seq == f.seq
+if not current and not (seq == f.seq - 1 and now - f.rotated < tonumber(ARGV[4])) then
+  if seq < f.seq then
+    redis.call('HDEL', KEYS[1], ARGV[1])
+    return {'reused', f.seq, 0}
+  end
+  return {'unknown', 0, 0}
+end
+
 local size, per_ms = tonumber(ARGV[5]), tonumber(ARGV[6])
 local b = redis.call('HMGET', KEYS[2], 'tokens', 'at')
 local tokens, at = tonumber(b[1]), tonumber(b[2])
@@ -86,14 +109,7 @@ redis.call('HSET', KEYS[2], 'tokens', string.format('%.6f', tokens), 'at', ms(no
 redis.call('PEXPIRE', KEYS[2], ARGV[7])
 if not allowed then return {'limited', math.ceil((1 - tokens) / per_ms), 0} end
 
-local f = decode(redis.call('HGET', KEYS[1], ARGV[1]))
-if f == nil then return {'unknown', 0, 0} end
-if now >= f.exp then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  return {'expired', 0, 0}
-end
-local seq = tonumber(ARGV[2])
-if seq == f.seq then
+if current then
   f.seq = f.seq + 1
   f.rotated = now
   f.exp = math.min(now + tonumber(ARGV[3]), f.ends)
@@ -101,14 +117,7 @@ if seq == f.seq then
   redis.call('PEXPIREAT', KEYS[1], ms(f.exp), 'GT')
   return {'rotated', f.seq, f.exp - now}
 end
-if seq == f.seq - 1 and now - f.rotated < tonumber(ARGV[4]) then
-  return {'retried', f.seq, f.exp - now}
-end
-if seq < f.seq then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  return {'reused', f.seq, 0}
-end
-return {'unknown', 0, 0}
+return {'retried', f.seq, f.exp - now}
 "#;
 
 /// Ends one family (logout). KEYS: sessions. ARGV: family id. Any token the family ever had will

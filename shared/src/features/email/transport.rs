@@ -46,7 +46,7 @@ pub struct Sent {
 
 /// A send that failed, with the transport that tried and whether a retry may help.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{transport} ({kind}): {message}")]
+#[error("{transport} ({kind}{}): {message}", if *.maybe_sent { ", outcome unknown" } else { "" })]
 pub struct TransportError {
     /// `ses`, `http` or `log`.
     pub transport: &'static str,
@@ -54,6 +54,11 @@ pub struct TransportError {
     pub kind: FailureKind,
     /// The provider's code and message, or the error chain.
     pub message: String,
+    /// The request may have reached the provider and been sent: it timed out or broke after it
+    /// left, with no answer that says it was refused. SES has no idempotency key, so a resend
+    /// could be a second email; the caller holds the job back instead (email-sender's
+    /// `UNKNOWN_OUTCOME_HOLD`).
+    pub maybe_sent: bool,
 }
 
 /// Sends rendered messages. Object-safe, so the choice is made once, at init.
@@ -94,12 +99,23 @@ pub struct SesTransport {
 
 impl SesTransport {
     /// Sends with `client`, tagging each message with `configuration_set` when there is one.
+    ///
+    /// The SDK's retries are turned off for this client: `SendEmail` has no idempotency key, and
+    /// the SDK retries an attempt that timed out, which SES may already have sent: one job, two
+    /// emails, within one invocation. A failed send goes back to the queue instead, where the
+    /// claim decides (and an unknown outcome is held, see [`TransportError::maybe_sent`]).
     pub fn new(client: aws_sdk_sesv2::Client, configuration_set: Option<String>) -> Self {
-        Self { client, configuration_set }
+        let once = client.config().to_builder().retry_config(aws_sdk_sesv2::config::retry::RetryConfig::disabled());
+        Self { client: aws_sdk_sesv2::Client::from_conf(once.build()), configuration_set }
     }
 
     fn error(kind: FailureKind, message: impl Into<String>) -> TransportError {
-        TransportError { transport: "ses", kind, message: message.into() }
+        TransportError { transport: "ses", kind, message: message.into(), maybe_sent: false }
+    }
+
+    /// A send that left and whose answer never came (or came unreadable).
+    fn unknown(message: impl Into<String>) -> TransportError {
+        TransportError { maybe_sent: true, ..Self::error(FailureKind::Transient, message) }
     }
 
     async fn send_now(&self, message: &EmailMessage) -> Result<Sent, TransportError> {
@@ -151,9 +167,31 @@ fn classify_ses(e: SdkError<SendEmailError, HttpResponse>) -> TransportError {
             SesTransport::error(kind, format!("{code} (HTTP {status}): {detail}"))
         }
         SdkError::ConstructionFailure(_) => SesTransport::error(FailureKind::Permanent, error_chain(&e)),
-        // Timeouts, connection failures, unreadable responses.
-        other => SesTransport::error(FailureKind::Transient, error_chain(&other)),
+        // The request was never sent: no connection could be made.
+        SdkError::DispatchFailure(ref d) if connect_failed(d.as_connector_error().map(|c| c as _)) => {
+            SesTransport::error(FailureKind::Transient, error_chain(&e))
+        }
+        // Timeouts, a connection that broke, an answer that could not be read: the request may
+        // have reached SES, which may have sent the email.
+        other => SesTransport::unknown(error_chain(&other)),
     }
+}
+
+/// Whether a dispatch failure happened before the request could leave: the connection itself
+/// was refused or never made. The HTTP client reports that as a connect error somewhere in the
+/// chain; anything else (a reset, a read that timed out) may have come after the request left.
+fn connect_failed(connector_error: Option<&(dyn std::error::Error + 'static)>) -> bool {
+    let mut source = connector_error;
+    while let Some(e) = source {
+        let refused = e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(io.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable)
+        });
+        if refused {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 impl Transport for SesTransport {
@@ -169,11 +207,9 @@ impl Transport for SesTransport {
         Box::pin(async move {
             match options.deadline {
                 None => self.send_now(message).await,
-                Some(deadline) => {
-                    tokio::time::timeout_at(deadline.into(), self.send_now(message)).await.unwrap_or_else(|_| {
-                        Err(Self::error(FailureKind::Transient, "timed out at the invocation's deadline"))
-                    })
-                }
+                Some(deadline) => tokio::time::timeout_at(deadline.into(), self.send_now(message))
+                    .await
+                    .unwrap_or_else(|_| Err(Self::unknown("no answer by the invocation's deadline"))),
             }
         })
     }
@@ -215,7 +251,8 @@ impl HttpTransport {
 
     fn error(e: &OutboundError) -> TransportError {
         let kind = if e.is_transient() { FailureKind::Transient } else { FailureKind::Permanent };
-        TransportError { transport: "http", kind, message: e.to_string() }
+        // The provider deduplicates by the Idempotency-Key header, so a resend is safe.
+        TransportError { transport: "http", kind, message: e.to_string(), maybe_sent: false }
     }
 }
 
@@ -293,6 +330,55 @@ mod tests {
     use super::*;
     use crate::email::EmailAddress;
     use crate::email::Subject;
+
+    fn message() -> EmailMessage {
+        EmailMessage {
+            from: EmailAddress::parse("shop@example.com").unwrap(),
+            to: EmailAddress::parse("buyer@example.com").unwrap(),
+            subject: Subject::parse("Order 1 confirmed").unwrap(),
+            text: "text".into(),
+            html: "<p>html</p>".into(),
+            template: "order_confirmation",
+        }
+    }
+
+    fn ses_at(endpoint: &str) -> SesTransport {
+        let config = aws_sdk_sesv2::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_sesv2::config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_sesv2::config::Credentials::new("test", "test", None, None, "test"))
+            .build();
+        SesTransport::new(aws_sdk_sesv2::Client::from_conf(config), None)
+    }
+
+    /// Nothing listens: the request never left, so the job may be sent again at once.
+    #[tokio::test]
+    async fn a_refused_connection_is_a_known_failure() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let options = SendOptions { idempotency_key: "k".into(), deadline: None };
+        let err = ses_at(&format!("http://127.0.0.1:{port}")).send(&message(), &options).await.unwrap_err();
+        assert_eq!((err.kind, err.maybe_sent), (FailureKind::Transient, false), "{err}");
+    }
+
+    /// The request reached a server that never answers: SES may have sent it.
+    #[tokio::test]
+    async fn no_answer_after_the_request_left_is_an_unknown_outcome() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let (_socket, _) = listener.accept().await.unwrap();
+            let _ = rx.await; // hold the connection open, never answer
+        });
+        let deadline = Instant::now() + std::time::Duration::from_millis(800);
+        let options = SendOptions { idempotency_key: "k".into(), deadline: Some(deadline) };
+        let err = ses_at(&format!("http://127.0.0.1:{port}")).send(&message(), &options).await.unwrap_err();
+        assert!(err.maybe_sent, "{err}");
+        assert!(err.to_string().contains("outcome unknown"), "{err}");
+        let _ = tx.send(());
+        server.await.unwrap();
+    }
 
     #[test]
     fn the_log_line_is_the_whole_message_as_json() {

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache::{Cache, CacheStatus, Ttls};
 use crate::deadline::Deadline;
 use crate::posts::{Cursors, PUBLISHED_LIST};
-use crate::posts::{FeedPosition, FeedSlice, Post, PostId, PostPage, PostsError, PostsRepo};
+use crate::posts::{FeedPosition, FeedSlice, Post, PostId, PostPage, PostSummary, PostsError, PostsRepo};
 
 /// How long a cached post lives: 300 s.
 pub const POST_TTL: Duration = Duration::from_secs(300);
@@ -240,7 +240,13 @@ enum Start {
 fn served(cursors: &Cursors, slice: FeedSlice, limit: u32, page: Option<u32>) -> CachedPage {
     let next_cursor = slice.next.as_ref().map(|p| cursors.issue(PUBLISHED_LIST, limit, p));
     CachedPage {
-        page: PostPage { items: slice.items, limit, page, has_more: next_cursor.is_some(), next_cursor },
+        page: PostPage {
+            items: slice.items.iter().map(PostSummary::of).collect(),
+            limit,
+            page,
+            has_more: next_cursor.is_some(),
+            next_cursor,
+        },
         next: slice.next,
     }
 }

@@ -103,13 +103,14 @@ pub struct FeedSlice {
     pub next: Option<FeedPosition>,
 }
 
-/// One page of the newest-first list, as served. `next_cursor` continues the walk (`None` at
-/// the end); `page` is set when the page was asked for by number.
+/// One page of the newest-first list, as served: summaries, never bodies, so its size is
+/// bounded ([`crate::posts::summary`]). `next_cursor` continues the walk (`None` at the end);
+/// `page` is set when the page was asked for by number.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PostPage {
-    /// The posts of the page, newest first.
-    pub items: Vec<Post>,
+    /// The posts of the page, newest first, as summaries.
+    pub items: Vec<crate::posts::PostSummary>,
     /// The page size the page was read with.
     pub limit: u32,
     /// The 1-based page number, when asked for by number.

@@ -48,7 +48,8 @@ pub struct InvalidFields(pub Vec<FieldError>);
 pub struct NewPost {
     /// 1 to [`TITLE_MAX_CHARS`] characters, not blank, no control or invisible characters.
     pub title: String,
-    /// At most [`BODY_MAX_BYTES`], no invisible characters.
+    /// At most [`BODY_MAX_BYTES`], no invisible characters, no control characters but tab and
+    /// newline.
     pub body: String,
     /// Whether readers see it; `false` when the body leaves it out.
     pub published: bool,
@@ -84,12 +85,25 @@ fn check_body(v: &Value, errors: &mut Vec<FieldError>) -> Option<String> {
         Some(b) if b.len() > BODY_MAX_BYTES => {
             errors.push(field_error("body", format!("must be at most {BODY_MAX_BYTES} bytes (is {})", b.len())))
         }
-        Some(b) => match invisible_message(b) {
+        Some(b) => match control_message(b).or_else(|| invisible_message(b)) {
             Some(message) => errors.push(field_error("body", message)),
             None => return Some(b.to_owned()),
         },
     }
     None
+}
+
+/// Control characters in a body: only tab and newline are text. The others (CR, NUL, ESC,
+/// the C1 range, ...) print as nothing or garbage and cost up to 7 bytes each in a response
+/// (see `docs/limits.md`), so they are refused with the position of the first one.
+fn control_message(text: &str) -> Option<String> {
+    crate::text::first_control(text, &['\t', '\n']).map(|(at, c)| {
+        format!(
+            "must not contain control characters other than tab and newline: U+{:04X} at character {}",
+            c as u32,
+            at + 1
+        )
+    })
 }
 
 /// Bidi controls can make a title or a body read differently from what it says (the
@@ -376,6 +390,26 @@ mod tests {
             NewPost::parse(&json!({"title": "שלום and 中文", "body": "é ß"})).is_ok(),
             "right-to-left letters are fine"
         );
+    }
+
+    #[test]
+    fn bodies_refuse_c0_and_c1_controls_but_keep_tab_and_newline() {
+        assert!(NewPost::parse(&json!({"title": "t", "body": "line 1\n\tline 2"})).is_ok());
+        for c in ['\u{0}', '\u{1}', '\r', '\u{1B}', '\u{7F}', '\u{85}', '\u{9F}'] {
+            let err = NewPost::parse(&json!({"title": "t", "body": format!("ok{c}")})).unwrap_err();
+            assert_eq!(
+                err.0,
+                [field_error(
+                    "body",
+                    format!(
+                        "must not contain control characters other than tab and newline: U+{:04X} at character 3",
+                        c as u32
+                    )
+                )]
+            );
+            assert_eq!(fields(parse_changes(&json!({"body": format!("{c}")})).unwrap_err()), ["body"]);
+            assert_eq!(fields(parse_changes(&json!({"title": format!("a{c}")})).unwrap_err()), ["title"], "C1 too");
+        }
     }
 
     #[test]

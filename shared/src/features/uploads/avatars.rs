@@ -10,8 +10,12 @@
 //!    Only this service can sign a PUT under `uploads/`, and the key names the user it was signed
 //!    for, so an object under the caller's prefix is one that was issued to the caller;
 //! 2. `HeadObject`: the object exists, is 1 byte to the size limit, and has the content type the
-//!    key's extension was issued for;
-//! 3. a ranged GET of its first bytes: the declared type's signature (JPEG, PNG, WebP).
+//!    key's extension was issued for (S3's own metadata, not what the client said). A missing
+//!    key is 404 only because the role may `s3:ListBucket`: without it S3 answers 403 (see
+//!    [`head_failure`]);
+//! 3. a GET of the whole object (at most the size limit, checked in 2): one well-formed image
+//!    of the declared type from its first byte to its last ([`crate::uploads::structure`]), so
+//!    a PNG header in front of HTML, or a ZIP appended to a JPEG, is refused.
 //!
 //! An object that fails 2 or 3 is deleted (it can only be a bad upload); nothing else is touched.
 //! A passing object is copied to `avatars/{userId}/{uuid}.{ext}`, a prefix the lifecycle rule does
@@ -22,9 +26,10 @@
 //! seed's `deleteFile`), and the upload object last. Recording the key that is already the avatar
 //! answers the same profile without touching anything (idempotent).
 //!
-//! Profiles show the avatar as a presigned GET valid for `AVATAR_URL_TTL_SECONDS`: the bucket
-//! stays private (no CloudFront distribution, no public prefix), and an avatar that is replaced
-//! stops being reachable when its URL expires.
+//! Profiles show the avatar through the edge when there is one (`AVATAR_BASE_URL`: CloudFront
+//! reads `avatars/` with origin access control and caches it; the key is immutable), otherwise as
+//! a presigned GET valid for `AVATAR_URL_TTL_SECONDS` (60 s in the template), each one counted
+//! (`AvatarUrlsPresigned`). The bucket stays private either way.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -45,26 +50,32 @@ pub const AVATAR_PREFIX: &str = "avatars/";
 pub const DEFAULT_AVATAR_URL_TTL_SECS: u64 = 300;
 /// The types an avatar may be, each with the signature its first bytes must have.
 pub const AVATAR_TYPES: [&str; 3] = ["image/jpeg", "image/png", "image/webp"];
-/// How many bytes the ranged GET reads: the longest signature (WebP's `RIFF....WEBP`).
-pub const SNIFF_BYTES: u64 = 12;
 /// How many times a record re-reads the user and tries again when another record committed first.
 const MAX_WRITE_ATTEMPTS: usize = 8;
 
-/// `USERS_TABLE` and `AVATAR_URL_TTL_SECONDS`.
+/// `USERS_TABLE`, `AVATAR_URL_TTL_SECONDS` and `AVATAR_BASE_URL`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AvatarSettings {
     /// The DynamoDB table of users (`USERS_TABLE`) whose items carry the avatar.
     pub users_table: String,
     /// How long a profile's presigned avatar GET is valid (`AVATAR_URL_TTL_SECONDS`, 1 to 3600 s).
     pub url_ttl: Duration,
+    /// Where the edge serves `avatars/` (`AVATAR_BASE_URL`, the CloudFront distribution's
+    /// `https://` origin); unset or empty: profiles hand out presigned GETs instead.
+    pub base_url: Option<String>,
 }
 
 impl AvatarSettings {
-    /// Reads `USERS_TABLE` and `AVATAR_URL_TTL_SECONDS`; each bad one is recorded on `env`.
+    /// Reads `USERS_TABLE`, `AVATAR_URL_TTL_SECONDS` and `AVATAR_BASE_URL`; each bad one is
+    /// recorded on `env`.
     pub fn from_env(env: &mut EnvReader<'_>) -> Self {
         Self {
             users_table: env.required("USERS_TABLE", "the DynamoDB users table name"),
             url_ttl: env.seconds("AVATAR_URL_TTL_SECONDS", DEFAULT_AVATAR_URL_TTL_SECS, 1..=3600),
+            base_url: env
+                .optional("AVATAR_BASE_URL")
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .filter(|u| !u.is_empty()),
         }
     }
 }
@@ -169,11 +180,13 @@ pub enum AvatarRefused {
         /// The type the key was issued for.
         expected: &'static str,
     },
-    #[error("the uploaded bytes are not {expected}; the object was deleted")]
-    /// The first bytes are not the signature of the declared type.
+    #[error("the uploaded bytes are not one {expected} image ({why}); the object was deleted")]
+    /// The bytes are not exactly one well-formed image of the declared type.
     ContentMismatch {
         /// The declared type.
         expected: &'static str,
+        /// What the structure check found.
+        why: crate::uploads::NotAnImage,
     },
 }
 
@@ -200,6 +213,15 @@ pub enum AvatarError {
     /// Every attempt lost the version race to another record of the same user.
     #[error("{MAX_WRITE_ATTEMPTS} concurrent records of this user committed first")]
     Contended,
+    /// S3 refused the role: a deployment fault, not the caller's, and no retry mends it. For a
+    /// `HeadObject` it is what a missing key looks like to a role without `s3:ListBucket`.
+    #[error("S3 {op} was denied (403): the role lacks a permission{hint}")]
+    AccessDenied {
+        /// The operation.
+        op: &'static str,
+        /// What most likely lacks.
+        hint: &'static str,
+    },
     /// The SDK could not presign the profile's avatar GET.
     #[error("presigning the avatar URL failed: {0}")]
     Presign(String),
@@ -222,6 +244,28 @@ where
 {
     let message = DisplayErrorContext(&e).to_string();
     AvatarError::S3 { op, message, source: Box::new(e) }
+}
+
+/// What a failed `HeadObject` of an upload means. S3 answers a missing key with 404 only to a
+/// caller allowed `s3:ListBucket` on the bucket; to any other it answers 403, so that it cannot
+/// learn which keys exist ("Permissions" in the HeadObject API reference,
+/// <https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html>). The template grants
+/// the list permission, so 404 is "not uploaded (yet)"; a 403 is a deployment fault (500, logged
+/// with the likely cause), never the 503 that would invite a retry that cannot succeed. A HEAD
+/// response has no body, so the status is all there is to go on.
+pub fn head_failure<E>(e: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> RecordError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match e.raw_response().map(|r| r.status().as_u16()) {
+        Some(404) => AvatarRefused::NotUploaded.into(),
+        Some(403) => AvatarError::AccessDenied {
+            op: "HeadObject",
+            hint: " (s3:GetObject on the key, or s3:ListBucket on the bucket: without it a missing key is 403)",
+        }
+        .into(),
+        _ => s3_error("HeadObject", e).into(),
+    }
 }
 
 /// Does `head` start with the signature of `mime`? `None` for a type without a known signature.
@@ -274,10 +318,12 @@ pub struct Profile {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AvatarView {
-    /// A presigned GET, valid until `expiresAt`.
+    /// Through the edge (cached; the key is immutable), or a short presigned GET valid until
+    /// `expiresAt`.
     pub url: String,
-    /// When `url` stops working, RFC 3339 UTC.
-    pub expires_at: String,
+    /// When a presigned `url` stops working, RFC 3339 UTC; absent for an edge URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     /// The image's content type.
     pub content_type: String,
     /// Image size, in bytes.
@@ -393,10 +439,7 @@ impl Avatars {
     async fn verify(&self, key: &UploadKey, upload_key: &str) -> Result<u64, RecordError> {
         let head = match self.s3.head_object().bucket(&self.uploads.bucket).key(upload_key).send().await {
             Ok(head) => head,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
-                return Err(AvatarRefused::NotUploaded.into());
-            }
-            Err(e) => return Err(s3_error("HeadObject", e).into()),
+            Err(e) => return Err(head_failure(e)),
         };
         let size = u64::try_from(head.content_length().unwrap_or(0)).unwrap_or(0);
         let expected = key.content_type.mime;
@@ -414,12 +457,14 @@ impl Avatars {
             return Err(refused.into());
         }
 
+        // The whole object: HeadObject bounded it by the upload limit. The range pins the read
+        // to that size even if the object were replaced in between.
         let got = self
             .s3
             .get_object()
             .bucket(&self.uploads.bucket)
             .key(upload_key)
-            .range(format!("bytes=0-{}", SNIFF_BYTES - 1))
+            .range(format!("bytes=0-{}", size - 1))
             .send()
             .await
             .map_err(|e| s3_error("GetObject", e))?;
@@ -428,9 +473,11 @@ impl Avatars {
             message: e.to_string(),
             source: Box::new(e),
         })?;
-        if matches_signature(expected, &bytes.into_bytes()) != Some(true) {
+        let checked = crate::uploads::check_image(expected, &bytes.into_bytes())
+            .unwrap_or(Err(crate::uploads::NotAnImage::Signature(expected)));
+        if let Err(why) = checked {
             self.delete(upload_key).await?;
-            return Err(AvatarRefused::ContentMismatch { expected }.into());
+            return Err(AvatarRefused::ContentMismatch { expected, why }.into());
         }
         Ok(size)
     }
@@ -513,6 +560,18 @@ impl Avatars {
     }
 
     async fn avatar_view(&self, avatar: &Avatar) -> Result<AvatarView, AvatarError> {
+        if let Some(base) = &self.settings.base_url {
+            return Ok(AvatarView {
+                url: format!("{base}/{}", avatar.key),
+                expires_at: None,
+                content_type: avatar.content_type.clone(),
+                size: avatar.size,
+                updated_at: avatar.updated_at.clone(),
+            });
+        }
+        // Each presigned GET is a download anyone holding it may repeat until it expires, with
+        // no cache in front: counted, so their number is visible without the edge.
+        crate::metrics::count(crate::metrics::names::AVATAR_URLS_PRESIGNED, 1);
         let (config, start) = presigning_config(self.settings.url_ttl).map_err(AvatarError::Presign)?;
         let presigned = self
             .presigner
@@ -527,7 +586,7 @@ impl Avatars {
             .map_err(|e| AvatarError::Presign(e.to_string()))?;
         Ok(AvatarView {
             url: presigned.uri().to_owned(),
-            expires_at,
+            expires_at: Some(expires_at),
             content_type: avatar.content_type.clone(),
             size: avatar.size,
             updated_at: avatar.updated_at.clone(),
@@ -619,5 +678,39 @@ mod tests {
         assert_eq!(matches_signature("image/webp", b"RIFF\x24\0\0\0WAVEfmt "), Some(false));
         assert_eq!(matches_signature("image/webp", b"RIFF"), Some(false));
         assert_eq!(matches_signature("application/pdf", b"%PDF-"), None);
+    }
+
+    /// How S3 answers `HeadObject` of a key that does not exist: 404 to a role with
+    /// `s3:ListBucket`, 403 (with no body: it is a HEAD) to one without.
+    fn head_error(status: u16) -> aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::head_object::HeadObjectError> {
+        use aws_sdk_s3::operation::head_object::HeadObjectError;
+        use aws_sdk_s3::types::error::NotFound;
+        let err = match status {
+            404 => HeadObjectError::NotFound(NotFound::builder().build()),
+            _ => HeadObjectError::generic(
+                aws_sdk_s3::error::ErrorMetadata::builder()
+                    .code(if status == 403 { "Forbidden" } else { "ServiceUnavailable" })
+                    .build(),
+            ),
+        };
+        let raw = aws_sdk_s3::config::http::HttpResponse::new(
+            status.try_into().unwrap(),
+            aws_sdk_s3::primitives::SdkBody::empty(),
+        );
+        aws_sdk_s3::error::SdkError::service_error(err, raw)
+    }
+
+    #[test]
+    fn a_missing_key_is_404_with_list_bucket_and_a_403_without_it_is_a_deployment_fault() {
+        assert!(matches!(head_failure(head_error(404)), RecordError::Refused(AvatarRefused::NotUploaded)));
+        let denied = head_failure(head_error(403));
+        assert!(
+            matches!(denied, RecordError::Failed(AvatarError::AccessDenied { op: "HeadObject", .. })),
+            "{denied:?}"
+        );
+        assert!(denied.to_string().contains("s3:ListBucket"), "{denied}");
+        let problem = crate::http::Problem::from(denied);
+        assert_eq!(problem.status.as_u16(), 500, "not 503: a retry cannot mend a missing permission");
+        assert!(matches!(head_failure(head_error(503)), RecordError::Failed(AvatarError::S3 { .. })));
     }
 }

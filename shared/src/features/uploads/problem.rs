@@ -61,7 +61,7 @@ impl From<AvatarRefused> for Problem {
             AvatarRefused::WrongType { .. } => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "upload-type-mismatch", "Wrong stored type", detail)
             }
-            AvatarRefused::ContentMismatch { expected } => Problem::new(
+            AvatarRefused::ContentMismatch { expected, .. } => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "upload-content-mismatch",
                 "Content does not match its type",
@@ -77,7 +77,7 @@ impl From<AvatarError> for Problem {
     fn from(e: AvatarError) -> Self {
         tracing::error!(error = %e, source = ?std::error::Error::source(&e), "avatar storage failed");
         match e {
-            AvatarError::Presign(_) | AvatarError::BadItem(_) => Problem::internal(),
+            AvatarError::Presign(_) | AvatarError::BadItem(_) | AvatarError::AccessDenied { .. } => Problem::internal(),
             AvatarError::S3 { .. } | AvatarError::Dynamo(_) | AvatarError::Contended => {
                 Problem::unavailable("storage is busy or unavailable; try again")
             }

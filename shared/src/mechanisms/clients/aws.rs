@@ -98,6 +98,19 @@ pub async fn load_sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts()).http_client(http).load().await
 }
 
+/// An SDK error with its whole cause chain (the service's code and message), for a log line or
+/// a reason shown to an operator.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    aws_sdk_secretsmanager::error::DisplayErrorContext(error).to_string()
+}
+
+/// [`load_sdk_config`] once per process: the secrets read at init and the function's clients
+/// share it.
+pub async fn shared_sdk_config() -> SdkConfig {
+    static SDK: tokio::sync::OnceCell<SdkConfig> = tokio::sync::OnceCell::const_new();
+    SDK.get_or_init(load_sdk_config).await.clone()
+}
+
 /// The AWS clients a function may use, each built on first use from one `SdkConfig` and kept
 /// (clones of a client are cheap: an `Arc` inside).
 ///
@@ -105,7 +118,7 @@ pub async fn load_sdk_config() -> SdkConfig {
 /// but it allocates the client's configuration, endpoint resolver and runtime plugins, and a
 /// client that is constructed is linked into the bootstrap with all of that. Each function's init
 /// asks for the clients its state holds (so no construction moves into the first invocation), and
-/// only those are built or shipped (BENCHMARKS.md, "Against the floor"). Every client sends the
+/// only those are built or shipped (docs/performance.md, "Against the floor"). Every client sends the
 /// invocation's X-Ray trace header (`crate::xray`).
 #[derive(Clone, Debug)]
 pub struct AwsClients {
@@ -115,6 +128,7 @@ pub struct AwsClients {
     s3: OnceLock<aws_sdk_s3::Client>,
     sesv2: OnceLock<aws_sdk_sesv2::Client>,
     sqs: OnceLock<aws_sdk_sqs::Client>,
+    secretsmanager: OnceLock<aws_sdk_secretsmanager::Client>,
 }
 
 impl AwsClients {
@@ -127,12 +141,13 @@ impl AwsClients {
             s3: OnceLock::new(),
             sesv2: OnceLock::new(),
             sqs: OnceLock::new(),
+            secretsmanager: OnceLock::new(),
         }
     }
 
     /// [`load_sdk_config`], then [`new`](Self::new): what a function's init does.
     pub async fn load(s3_force_path_style: bool) -> Self {
-        Self::new(&load_sdk_config().await, s3_force_path_style)
+        Self::new(&shared_sdk_config().await, s3_force_path_style)
     }
 
     /// DynamoDB, with the bundle's timeouts.
@@ -165,6 +180,16 @@ impl AwsClients {
         self.sesv2.get_or_init(|| {
             let config = aws_sdk_sesv2::config::Builder::from(&self.sdk).interceptor(TraceHeaderInterceptor).build();
             aws_sdk_sesv2::Client::from_conf(config)
+        })
+    }
+
+    /// Secrets Manager (the signing-key custom resource writes the key it makes; functions read
+    /// their secrets at init through `crate::config::secrets`).
+    pub fn secretsmanager(&self) -> &aws_sdk_secretsmanager::Client {
+        self.secretsmanager.get_or_init(|| {
+            let config =
+                aws_sdk_secretsmanager::config::Builder::from(&self.sdk).interceptor(TraceHeaderInterceptor).build();
+            aws_sdk_secretsmanager::Client::from_conf(config)
         })
     }
 

@@ -14,7 +14,12 @@
 //!   caller never waits longer than one connect budget behind it;
 //! - server replies that mean "not now" (`LOADING` after a restart, `TRYAGAIN`, `CLUSTERDOWN`,
 //!   `MASTERDOWN`) are outages, not command errors; `READONLY` means a failover turned our node
-//!   into a replica, so the connection is dropped and the next one finds the new primary.
+//!   into a replica, so the connection is dropped and the next one finds the new primary;
+//! - in cluster mode a new connection is opened through the URL's node *and* every node the
+//!   previous connection's `CLUSTER SLOTS` named ([`ClusterSeeds`]): the URL names one seed
+//!   node, and when that node is removed (its slots moved to another master, the node replaced)
+//!   a store that could reconnect only through it would stay down for the life of the process
+//!   although the cluster serves every slot. The URL's name is resolved again at every connect.
 //!
 //! `redis://`, `rediss://` (TLS, which ElastiCache Serverless requires) and cluster mode are all
 //! supported; keys that a script touches together must share a hash tag. Each function signs in as
@@ -179,7 +184,104 @@ pub enum Retry {
 #[allow(clippy::large_enum_variant)]
 enum Client {
     Single(redis::Client),
-    Cluster(redis::cluster::ClusterClient),
+    Cluster(ClusterSeeds),
+}
+
+/// At most this many learned nodes are tried beside the URL's (each connect dials all of them
+/// at once; a cluster larger than this is still reached, through any of them).
+const MAX_KNOWN_NODES: usize = 16;
+
+/// Where a cluster connection is opened from: the URL's node, then the nodes the last
+/// connection's `CLUSTER SLOTS` named (every primary and replica serving a slot then). A fresh
+/// `ClusterClient` is built at each connect, so the URL's host name is resolved again and the
+/// learned nodes are current; redis-rs dials every node given and succeeds if any answers.
+///
+/// What it does not cover: a cluster whose every node was replaced while this process held one
+/// connection, and whose URL names none of the new ones (the list is learned at each connect,
+/// not while a connection lasts). ElastiCache Serverless has one endpoint name that always
+/// resolves to live nodes, which the first node in the list covers.
+struct ClusterSeeds {
+    /// The URL's node, with the credentials every node is signed in to with.
+    url: redis::ConnectionInfo,
+    certs: Option<redis::TlsCertificates>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    /// (host, port) of the nodes learned at the last connect, the URL's own left out.
+    known: std::sync::Mutex<Vec<(String, u16)>>,
+}
+
+impl ClusterSeeds {
+    fn client(&self) -> Result<redis::cluster::ClusterClient, RedisError> {
+        let known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let mut nodes = vec![self.url.clone()];
+        for (host, port) in known {
+            nodes.push(self.node(&host, port)?);
+        }
+        let mut builder = redis::cluster::ClusterClient::builder(nodes)
+            .connection_timeout(self.connect_timeout)
+            .response_timeout(self.response_timeout)
+            .retries(1);
+        if let Some(certs) = &self.certs {
+            builder = builder.certs(certs.clone());
+        }
+        builder.build()
+    }
+
+    /// The connection info of a learned node: its address, the URL's scheme and credentials.
+    fn node(&self, host: &str, port: u16) -> Result<redis::ConnectionInfo, RedisError> {
+        use redis::IntoConnectionInfo;
+        let scheme = if matches!(self.url.addr(), redis::ConnectionAddr::Tcp(..)) { "redis" } else { "rediss" };
+        let host = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
+        let info = format!("{scheme}://{host}:{port}").as_str().into_connection_info()?;
+        Ok(info.set_redis_settings(self.url.redis_settings().clone()))
+    }
+
+    /// Learns the nodes of a connection just opened (one `CLUSTER SLOTS`, which every cache user's
+    /// ACL allows); on any failure the previous list stays.
+    async fn learn(&self, conn: &mut ClusterConnection) {
+        let cmd = redis::cmd("CLUSTER").arg("SLOTS").clone();
+        let reply = tokio::time::timeout(self.response_timeout, cmd.query_async::<Value>(conn)).await;
+        let Ok(Ok(reply)) = reply else {
+            tracing::debug!("CLUSTER SLOTS failed; keeping the nodes known so far");
+            return;
+        };
+        let own = match self.url.addr() {
+            redis::ConnectionAddr::Tcp(host, port) => Some((host.clone(), *port)),
+            redis::ConnectionAddr::TcpTls { host, port, .. } => Some((host.clone(), *port)),
+            _ => None,
+        };
+        let nodes: Vec<(String, u16)> =
+            slot_nodes(&reply).into_iter().filter(|n| Some(n) != own.as_ref()).take(MAX_KNOWN_NODES).collect();
+        if !nodes.is_empty() {
+            *self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = nodes;
+        }
+    }
+}
+
+/// The distinct (host, port) of every node in a `CLUSTER SLOTS` reply, in reply order. Entries
+/// whose host is empty or `?` (the node does not know its own address) are left out.
+fn slot_nodes(reply: &Value) -> Vec<(String, u16)> {
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    let mut nodes: Vec<(String, u16)> = Vec::new();
+    let Value::Array(ranges) = reply else { return nodes };
+    for range in ranges {
+        let Value::Array(fields) = range else { continue };
+        // start, end, then one entry per node serving the range: [host, port, id, ...].
+        for node in fields.iter().skip(2) {
+            let Value::Array(node) = node else { continue };
+            let (Some(host), Some(Value::Int(port))) = (node.first().and_then(text), node.get(1)) else { continue };
+            let Ok(port) = u16::try_from(*port) else { continue };
+            if host.is_empty() || host == "?" || nodes.iter().any(|(h, p)| *h == host && *p == port) {
+                continue;
+            }
+            nodes.push((host, port));
+        }
+    }
+    nodes
 }
 
 /// A live connection of either kind; clones share one multiplexed socket (or cluster pool).
@@ -352,14 +454,15 @@ impl RedisStore {
             .tls()
             .then(|| redis::TlsCertificates { client_tls: None, root_cert: Some(settings.trusted_roots()) });
         let client = if settings.cluster {
-            let mut builder = redis::cluster::ClusterClient::builder(vec![info])
-                .connection_timeout(settings.connect_timeout)
-                .response_timeout(settings.response_timeout)
-                .retries(1);
-            if let Some(certs) = certs {
-                builder = builder.certs(certs);
-            }
-            builder.build().map(Client::Cluster)
+            let seeds = ClusterSeeds {
+                url: info,
+                certs,
+                connect_timeout: settings.connect_timeout,
+                response_timeout: settings.response_timeout,
+                known: std::sync::Mutex::new(Vec::new()),
+            };
+            // Built once here only to refuse bad settings at init; each connect builds its own.
+            seeds.client().map(|_| Client::Cluster(seeds))
         } else {
             match certs {
                 Some(certs) => redis::Client::build_with_tls(info, certs),
@@ -391,7 +494,11 @@ impl RedisStore {
                         .set_response_timeout(Some(self.settings.response_timeout));
                     c.get_multiplexed_async_connection_with_config(&config).await.map(Connection::Single)
                 }
-                Client::Cluster(c) => c.get_async_connection().await.map(Connection::Cluster),
+                Client::Cluster(seeds) => {
+                    let mut conn = seeds.client()?.get_async_connection().await?;
+                    seeds.learn(&mut conn).await;
+                    Ok(Connection::Cluster(conn))
+                }
             }
         };
         match tokio::time::timeout(budget, attempt).await {
@@ -438,8 +545,26 @@ impl RedisStore {
     }
 
     /// Runs `op` on a connection, mapping failures and retrying once on a fresh connection when
-    /// the connection broke and `retry` allows it.
+    /// the connection broke and `retry` allows it. Every call that ends in an outage is counted
+    /// (`CacheUnavailable`): callers fail open or closed on it and answer, so without the count a
+    /// cache that stays down would show only as latency.
     pub async fn run<T, F, Fut>(&self, retry: Retry, op: F) -> Result<T, RedisStoreError>
+    where
+        F: Fn(Connection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        // A span per round trip (retries included) with the invocation's X-Ray trace id: the
+        // Redis time of a request in the logs at DEBUG. Not an X-Ray subsegment (see
+        // docs/observability.md); the fields are computed only when the span is enabled.
+        let span = tracing::debug_span!("redis", trace_id = crate::xray::current().unwrap_or_default());
+        let result = tracing::Instrument::instrument(self.attempt(retry, op), span).await;
+        if let Err(RedisStoreError::Unavailable { .. }) = &result {
+            crate::metrics::count(crate::metrics::names::CACHE_UNAVAILABLE, 1);
+        }
+        result
+    }
+
+    async fn attempt<T, F, Fut>(&self, retry: Retry, op: F) -> Result<T, RedisStoreError>
     where
         F: Fn(Connection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
@@ -530,6 +655,29 @@ mod tests {
         let epoch = l.connected("a");
         l.connect_failed(Instant::now(), BACKOFF);
         assert_eq!(l.next(Instant::now()), Next::Use("a", epoch));
+    }
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn cluster_slots_name_every_node_once_and_skip_unknown_addresses() {
+        let node = |host: &str, port: i64, id: &str| Value::Array(vec![bulk(host), Value::Int(port), bulk(id)]);
+        let reply = Value::Array(vec![
+            Value::Array(vec![
+                Value::Int(0),
+                Value::Int(5460),
+                node("10.0.0.1", 6379, "a"),
+                node("10.0.0.4", 6379, "d"),
+            ]),
+            Value::Array(vec![Value::Int(5461), Value::Int(10922), node("10.0.0.2", 6379, "b")]),
+            Value::Array(vec![Value::Int(10923), Value::Int(12000), node("10.0.0.1", 6379, "a")]),
+            Value::Array(vec![Value::Int(12001), Value::Int(16383), node("", 6379, "c"), node("?", 6380, "e")]),
+        ]);
+        let want = [("10.0.0.1", 6379), ("10.0.0.4", 6379), ("10.0.0.2", 6379)];
+        assert_eq!(slot_nodes(&reply), want.map(|(h, p)| (h.to_owned(), p)).to_vec());
+        assert!(slot_nodes(&Value::Nil).is_empty());
     }
 
     fn server_error(code: &str) -> RedisError {

@@ -96,7 +96,7 @@ impl Problem {
     /// The response: problem+json body, `Cache-Control: no-store` and the extra headers.
     pub fn to_response(&self) -> Response<Body> {
         // Every problem answered, by type: the refusals and failures callers see.
-        crate::metrics::count_by("ProblemsAnswered", &[("problem", self.kind)], 1);
+        crate::metrics::count_by(crate::metrics::names::PROBLEMS_ANSWERED, &[("problem", self.kind)], 1);
         let mut body = serde_json::to_value(ProblemBody {
             kind: format!("/problems/{}", self.kind),
             title: self.title,

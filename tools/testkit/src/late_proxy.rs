@@ -1,0 +1,89 @@
+//! A proxy that answers late: every request goes on to the upstream at once (so the service acts
+//! on it, as SES sends an email it accepted), and the upstream's answer is held back for a while
+//! before it is passed on. A client whose timeout is shorter gives up on a request that did
+//! reach the service: the "timed out after the request left" fault, made with the real service
+//! (moto) and a real socket, with nothing faked in the code under test.
+//!
+//! The proxy runs on the test's tokio runtime on a free loopback port and stops with it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+
+#[derive(Default)]
+struct Shared {
+    delay_ms: AtomicU64,
+    forwarded: AtomicU64,
+}
+
+/// See the module documentation.
+pub struct LateProxy {
+    /// Point the clients under test here.
+    pub endpoint: String,
+    shared: Arc<Shared>,
+}
+
+impl LateProxy {
+    /// A proxy to `upstream` (a moto endpoint such as `testkit::aws_endpoint()`) that holds every
+    /// answer back by `delay`.
+    pub async fn start(upstream: &str, delay: Duration) -> Self {
+        let shared = Arc::new(Shared::default());
+        shared.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+        let endpoint = crate::proxy::serve(upstream, shared.clone(), |client, upstream, state, req| async move {
+            forward(&client, &upstream, &state, req).await
+        })
+        .await;
+        Self { endpoint, shared }
+    }
+
+    /// Holds answers back this long from now on (`Duration::ZERO`: answer at once).
+    pub fn set_delay(&self, delay: Duration) {
+        self.shared.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// How many requests reached the upstream.
+    pub fn forwarded(&self) -> u64 {
+        self.shared.forwarded.load(Ordering::SeqCst)
+    }
+}
+
+async fn forward(
+    client: &reqwest::Client,
+    upstream: &str,
+    state: &Shared,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut request = client.request(parts.method.clone(), format!("{upstream}{path}")).body(body);
+    for (name, value) in &parts.headers {
+        if name != hyper::header::HOST && name != hyper::header::CONTENT_LENGTH {
+            request = request.header(name, value);
+        }
+    }
+    // The upstream acts now; only the answer is late. The answer is built whether or not the
+    // client is still waiting, so the upstream's work never depends on the client's patience.
+    let answer = request.send().await;
+    state.forwarded.fetch_add(1, Ordering::SeqCst);
+    let (status, headers, bytes) = match answer {
+        Ok(r) => {
+            let status = r.status();
+            let headers = r.headers().clone();
+            (status, headers, r.bytes().await.unwrap_or_default())
+        }
+        Err(e) => (reqwest::StatusCode::BAD_GATEWAY, Default::default(), Bytes::from(e.to_string())),
+    };
+    tokio::time::sleep(Duration::from_millis(state.delay_ms.load(Ordering::SeqCst))).await;
+    let mut response = hyper::Response::new(Full::new(bytes));
+    *response.status_mut() = status;
+    for (name, value) in &headers {
+        if name != hyper::header::CONTENT_LENGTH && name != hyper::header::TRANSFER_ENCODING {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    response
+}
