@@ -296,7 +296,7 @@ pub fn markdown(floor: &Row, raw: &RawRedis, rows: &[Row]) -> String {
 }
 
 /// The next refresh: the token the previous answer rotated to.
-fn next_refresh(event: &Value, answer: &Value) -> Value {
+pub(crate) fn next_refresh(event: &Value, answer: &Value) -> Value {
     let body: Value = answer["body"].as_str().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
     crate::drills::refresh_event(event, body["refreshToken"].as_str().unwrap_or_default())
 }
@@ -357,6 +357,25 @@ pub async fn section(bin_dir: &Path, env: &[(String, String)], events: &Path, re
 
 /// auth-refresh rotating one fresh session (from `ops session`) back to back: each invocation
 /// presents the token the previous one rotated to.
+/// Refresh events of auth-refresh: each process starts on a fresh session (`ops session` with
+/// `env`, so on the same Redis as the function), then refreshes with the token each answer
+/// rotated to.
+pub fn refresh_events(ops: std::path::PathBuf, env: Vec<(String, String)>, base: Value) -> Events {
+    Events {
+        first: Box::new(move || {
+            let out = std::process::Command::new(&ops)
+                .args(["session", "--user-id", &format!("bench-{}", uuid::Uuid::new_v4().simple())])
+                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .output()
+                .expect("ops session");
+            assert!(out.status.success(), "ops session: {}", String::from_utf8_lossy(&out.stderr));
+            let v: Value = serde_json::from_slice(&out.stdout).expect("ops session JSON");
+            crate::drills::refresh_event(&base, v["refreshToken"].as_str().expect("refreshToken"))
+        }),
+        next: Some(next_refresh),
+    }
+}
+
 pub async fn refresh_row(bin_dir: &Path, env: &[(String, String)], events: &Path, colds: usize, warm: usize) -> Row {
     let read = |name: &str| crate::perf::read_event(events, name);
     let ops = bin_dir.join("ops");
@@ -366,21 +385,7 @@ pub async fn refresh_row(bin_dir: &Path, env: &[(String, String)], events: &Path
         env,
         &[("REFRESH_RATE_BURST", "1000000".into()), ("REFRESH_RATE_PER_MINUTE", "1000000".into())],
     );
-    let session_env = refresh_env.clone();
-    let base = read("auth-refresh/refresh-body.json");
-    let refresh = Events {
-        first: Box::new(move || {
-            let out = std::process::Command::new(&ops)
-                .args(["session", "--user-id", &format!("bench-{}", uuid::Uuid::new_v4().simple())])
-                .envs(session_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .output()
-                .expect("ops session");
-            assert!(out.status.success(), "ops session: {}", String::from_utf8_lossy(&out.stderr));
-            let v: Value = serde_json::from_slice(&out.stdout).expect("ops session JSON");
-            crate::drills::refresh_event(&base, v["refreshToken"].as_str().expect("refreshToken"))
-        }),
-        next: Some(next_refresh),
-    };
+    let refresh = refresh_events(ops, refresh_env.clone(), read("auth-refresh/refresh-body.json"));
     measure("auth-refresh, refresh (rotation)", &bin_dir.join("auth-refresh"), &refresh_env, &refresh, colds, warm)
         .await
 }

@@ -9,6 +9,7 @@ mod drills_async;
 mod drills_cluster;
 mod drills_posts;
 mod floor;
+mod lambda_shaped;
 mod perf;
 mod sessions;
 mod stats;
@@ -31,6 +32,9 @@ struct Cli {
 enum Cmd {
     /// Sizes, cold init, warm latency, RSS, stampede → docs/performance.md.
     Perf(Args),
+    /// Only the Lambda-shaped section (TLS endpoints, CPU shares, billed cost, the Node baseline),
+    /// the part of `perf` it writes, to `--out`.
+    Lambda(Args),
     /// Only the posts-read concurrency 1/4/16 section (the part of `perf` it writes), to `--out`.
     Concurrency(Args),
     /// Fault drills → docs/reliability.md; exits 1 when a drill misses its goal.
@@ -89,10 +93,26 @@ pub struct Args {
     repeat: usize,
 }
 
+/// The Lambda-shaped mode needs a cgroup CPU quota, TLS tools and the Node baseline: without any
+/// of them the bench stops with the reason instead of measuring something else.
+pub fn refuse_without_lambda_shape() {
+    if let Err(reason) = lambda_shaped::preflight() {
+        eprintln!("bench: {reason}");
+        std::process::exit(2);
+    }
+}
+
 #[tokio::main]
 async fn main() {
     match Cli::parse().command {
         Cmd::Perf(args) => perf::run(&args).await,
+        Cmd::Lambda(args) => {
+            refuse_without_lambda_shape();
+            let env = lambda_harness::env::read_env_file(&args.env_file).expect("env file");
+            let md = lambda_shaped::section(&args.bin_dir, &env, &args.events).await;
+            std::fs::write(&args.out, md).expect("write the section");
+            println!("wrote {}", args.out.display());
+        }
         Cmd::Concurrency(args) => {
             let env = lambda_harness::env::read_env_file(&args.env_file).expect("env file");
             let hit = perf::read_event(&args.events, "posts-read/get-hit.json");

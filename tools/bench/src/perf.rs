@@ -159,6 +159,7 @@ async fn stampede(bin: &Path, env: &[(String, String)], event: &Value, redis_url
 }
 
 pub async fn run(args: &Args) {
+    crate::refuse_without_lambda_shape();
     let env = lambda_harness::env::read_env_file(&args.env_file).expect("env file");
     let redis_url = testkit::stack_env::get(&env, "REDIS_URL").to_owned();
 
@@ -286,6 +287,8 @@ pub async fn run(args: &Args) {
         &crate::drills_posts::items_per_request(&args.bin_dir, &env, &read_event(&args.events, "posts-read/list.json"))
             .await,
     );
+
+    md.push_str(&crate::lambda_shaped::section(&args.bin_dir, &env, &args.events).await);
 
     std::fs::write(&args.out, md).expect("write docs/performance.md");
     println!("wrote {}", args.out.display());

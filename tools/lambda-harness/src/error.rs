@@ -23,6 +23,14 @@ pub enum HarnessError {
         source: std::io::Error,
     },
 
+    /// The cgroup the function should run in cannot be joined (no such group, or no right to it).
+    #[error("cannot put the function into cgroup {path}: {source}")]
+    Cgroup {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The operating system refused to start the function binary.
     #[error("cannot start function binary {path}: {source}")]
     Spawn {

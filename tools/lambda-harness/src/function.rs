@@ -43,6 +43,23 @@ const FORWARDED: &[&str] = &[
     "SSL_CERT_DIR",
 ];
 
+/// Makes the child write itself into `group`'s `cgroup.procs` between fork and exec. The file is
+/// opened here, in the parent, so the child only makes one `write(2)` (nothing that allocates or
+/// takes a lock after `fork`); "0" names the writing process, in cgroup v1 and v2 alike.
+fn join_cgroup_before_exec(command: &mut Command, group: &Path) -> Result<(), HarnessError> {
+    let procs = group.join("cgroup.procs");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&procs)
+        .map_err(|source| HarnessError::Cgroup { path: procs.clone(), source })?;
+    // SAFETY: the closure runs in the forked child before exec; it only calls write(2) on a file
+    // descriptor that was opened before the fork, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || (&file).write_all(b"0"));
+    }
+    Ok(())
+}
+
 /// How long [`Function::stop`] waits for the log pipes to drain after the process is gone.
 const LOG_DRAIN: Duration = Duration::from_secs(2);
 
@@ -59,6 +76,10 @@ pub struct SpawnOptions {
     pub log_file: Option<PathBuf>,
     /// Also copy the function's output to the harness's stderr as it arrives.
     pub echo_logs: bool,
+    /// A cgroup directory (v1 controller folder or v2 group) the process joins before it execs
+    /// the bootstrap, so that a CPU limit applies from its first instruction (init included), as
+    /// Lambda's does. `None`: the harness's own cgroup.
+    pub cgroup: Option<PathBuf>,
 }
 
 /// What [`Function::stop`] found out about the process.
@@ -137,6 +158,9 @@ impl Function {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if let Some(group) = &options.cgroup {
+            join_cgroup_before_exec(&mut command, group)?;
+        }
 
         let spawned_at = Instant::now();
         let mut child = command.spawn().map_err(|source| HarnessError::Spawn { path: bootstrap.clone(), source })?;

@@ -137,6 +137,7 @@ async fn invoke(args: InvokeArgs) -> Result<bool, HarnessError> {
         inherit_env: args.env.inherit_env,
         log_file: args.log_file,
         echo_logs: args.logs,
+        cgroup: None,
     };
     let function = Function::start(&args.bin, &options).await?;
     // Wait for init first, so that the latency below is the invocation's alone.
@@ -217,6 +218,7 @@ async fn check(args: CheckArgs) -> Result<bool, HarnessError> {
             inherit_env: args.env.inherit_env,
             log_file: None,
             echo_logs: false,
+            cgroup: None,
         },
         timeout: args.env.timeout()?,
         log_dir: args.log_dir,

@@ -264,3 +264,39 @@ async fn an_init_error_fails_waiting_invocations() {
     }
     assert!(api.init_error().is_some());
 }
+
+/// The v1 `cpu` controller's folder or the v2 root, if this machine lets us make groups there.
+fn writable_cpu_hierarchy() -> Option<std::path::PathBuf> {
+    ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.join("cgroup.procs").exists() && std::fs::metadata(p).is_ok_and(|m| !m.permissions().readonly()))
+}
+
+#[tokio::test]
+async fn a_cgroup_is_joined_before_exec_so_init_runs_inside_it() {
+    let Some(root) = writable_cpu_hierarchy() else {
+        eprintln!("SKIP: no writable cgroup hierarchy here (the Lambda-shaped bench needs one; CI has it)");
+        return;
+    };
+    let group = root.join(format!("harness-test-{}", std::process::id()));
+    if std::fs::create_dir(&group).is_err() {
+        eprintln!("SKIP: cannot make a cgroup under {} (not root?)", root.display());
+        return;
+    }
+    let options = SpawnOptions { cgroup: Some(group.clone()), ..SpawnOptions::default() };
+    let f = Function::start(ECHO, &options).await.expect("echo-function starts in the group");
+    f.wait_ready(TIMEOUT).await.expect("init");
+    let members = std::fs::read_to_string(group.join("cgroup.procs")).expect("cgroup.procs");
+    let pid = f.pid();
+    f.stop().await;
+    let _ = std::fs::remove_dir(&group);
+    assert!(members.split_whitespace().any(|p| p == pid.to_string()), "pid {pid} not in {members:?}");
+
+    let missing = SpawnOptions { cgroup: Some(root.join("no-such-group-here")), ..SpawnOptions::default() };
+    match Function::start(ECHO, &missing).await {
+        Err(HarnessError::Cgroup { path, .. }) => assert!(path.ends_with("no-such-group-here/cgroup.procs")),
+        Err(other) => panic!("expected a cgroup error, got {other}"),
+        Ok(_) => panic!("a missing cgroup must refuse the start"),
+    }
+}

@@ -25,6 +25,7 @@ pub mod redis_server;
 pub mod redis_tls;
 pub mod serial_moto;
 pub mod stack_env;
+pub mod tls_front;
 pub use api_front_door::ApiFrontDoor;
 pub use dynamo_meter::{DynamoMeter, Reads};
 pub use late_proxy::LateProxy;
@@ -33,6 +34,7 @@ pub use redis_modes::{Redis, RedisMode};
 pub use redis_server::{Persistence, RedisCluster, RedisServer};
 pub use redis_tls::TlsFiles;
 pub use serial_moto::SerialMoto;
+pub use tls_front::TlsFront;
 
 /// The workspace root (where template.yaml and .venv live).
 pub fn workspace_root() -> PathBuf {
