@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -48,7 +48,8 @@ pub struct Invocation {
     /// The request id the function saw in `Lambda-Runtime-Aws-Request-Id`.
     pub request_id: String,
     /// The X-Ray trace header the function was handed (`Lambda-Runtime-Trace-Id`), new for every
-    /// invocation as in Lambda.
+    /// invocation as in Lambda: `Root=1-…;Parent=<16 hex>;Sampled=0|1;Lineage=…` (`Sampled=1`
+    /// after [`RuntimeApi::set_sampled`]).
     pub trace_id: String,
     /// The payload exactly as the function posted it (a JSON document for every non-streaming runtime).
     pub body: Bytes,
@@ -154,6 +155,8 @@ struct State {
     /// Managed Instances run several at a time in one execution environment).
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Whether the trace headers handed out say `Sampled=1` (X-Ray sampled the invocation).
+    sampled: AtomicBool,
 }
 
 impl State {
@@ -182,6 +185,7 @@ impl RuntimeApi {
             function_arn: Mutex::new(function_arn("function", "us-east-1")),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            sampled: AtomicBool::new(false),
         });
         let server = tokio::spawn(serve(listener, Arc::clone(&state)));
         Ok(RuntimeApi { inner: Arc::new(Inner { addr, state, server }) })
@@ -203,6 +207,13 @@ impl RuntimeApi {
     pub fn set_function(&self, name: &str, region: &str) {
         let arn = function_arn(name, region);
         *self.inner.state.function_arn.lock().unwrap_or_else(PoisonError::into_inner) = arn;
+    }
+
+    /// Whether the invocations queued from now on are sampled by X-Ray: their trace header says
+    /// `Sampled=1` instead of the default `Sampled=0`, as Lambda's does for the invocations its
+    /// sampling rule picks. A function under active tracing records subsegments only for those.
+    pub fn set_sampled(&self, sampled: bool) {
+        self.inner.state.sampled.store(sampled, Ordering::SeqCst);
     }
 
     /// The most invocations the function held at once (handed out by `/next`, not yet answered).
@@ -260,7 +271,7 @@ impl RuntimeApi {
         let _pending = PendingGuard { state, request_id: request_id.clone() };
 
         let started = Instant::now();
-        let trace_id = trace_id();
+        let trace_id = trace_id(state.sampled.load(Ordering::SeqCst));
         let queued = QueuedEvent {
             request_id: request_id.clone(),
             body,
@@ -327,11 +338,12 @@ fn epoch_ms(at: SystemTime) -> u128 {
 }
 
 /// An X-Ray trace header in the format Lambda sends (`Root=1-<epoch hex>-<96-bit id>;...`).
-fn trace_id() -> String {
+fn trace_id(sampled: bool) -> String {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let random = Uuid::new_v4().simple().to_string();
     let parent = Uuid::new_v4().simple().to_string();
-    format!("Root=1-{secs:08x}-{};Parent={};Sampled=0;Lineage=1:00000000:0", &random[..24], &parent[..16])
+    let sampled = u8::from(sampled);
+    format!("Root=1-{secs:08x}-{};Parent={};Sampled={sampled};Lineage=1:00000000:0", &random[..24], &parent[..16])
 }
 
 async fn serve(listener: TcpListener, state: Arc<State>) {
@@ -522,4 +534,23 @@ fn json_reply(status: StatusCode, body: &Value) -> Reply {
     *response.status_mut() = status;
     insert(response.headers_mut(), "content-type", "application/json");
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_headers_have_lambdas_shape_and_the_sampling_asked_for() {
+        for (sampled, flag) in [(false, "Sampled=0"), (true, "Sampled=1")] {
+            let header = trace_id(sampled);
+            let parts: Vec<&str> = header.split(';').collect();
+            let root = parts[0].strip_prefix("Root=").expect("Root first");
+            let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+            let pieces: Vec<&str> = root.split('-').collect();
+            assert!(pieces.len() == 3 && pieces[0] == "1" && hex(pieces[1], 8) && hex(pieces[2], 24), "{header}");
+            assert!(parts[1].strip_prefix("Parent=").is_some_and(|p| hex(p, 16)), "{header}");
+            assert_eq!(parts[2], flag);
+        }
+    }
 }

@@ -19,7 +19,7 @@ use aws_config::{BehaviorVersion, SdkConfig, timeout::TimeoutConfig};
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use aws_smithy_http_client::{Builder, ConnectorBuilder, proxy::ProxyConfig};
 
-use crate::xray::TraceHeaderInterceptor;
+use crate::xray::XrayInterceptor;
 
 /// The public roots of Amazon Trust Services, as Debian's ca-certificates ships them. ElastiCache's
 /// certificates chain to them too (shared::clients::redis).
@@ -118,8 +118,9 @@ pub async fn shared_sdk_config() -> SdkConfig {
 /// but it allocates the client's configuration, endpoint resolver and runtime plugins, and a
 /// client that is constructed is linked into the bootstrap with all of that. Each function's init
 /// asks for the clients its state holds (so no construction moves into the first invocation), and
-/// only those are built or shipped (docs/performance.md, "Against the floor"). Every client sends the
-/// invocation's X-Ray trace header (`crate::xray`).
+/// only those are built or shipped (docs/performance.md, "Against the floor"). Every client has the one
+/// X-Ray interceptor (`crate::xray::XrayInterceptor`): it sends the invocation's trace header and,
+/// for a sampled invocation, records each operation as a subsegment.
 #[derive(Clone, Debug)]
 pub struct AwsClients {
     sdk: SdkConfig,
@@ -153,7 +154,7 @@ impl AwsClients {
     /// DynamoDB, with the bundle's timeouts.
     pub fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
         self.dynamodb.get_or_init(|| {
-            let config = aws_sdk_dynamodb::config::Builder::from(&self.sdk).interceptor(TraceHeaderInterceptor).build();
+            let config = aws_sdk_dynamodb::config::Builder::from(&self.sdk).interceptor(XrayInterceptor).build();
             aws_sdk_dynamodb::Client::from_conf(config)
         })
     }
@@ -163,7 +164,7 @@ impl AwsClients {
         self.s3.get_or_init(|| {
             let config = aws_sdk_s3::config::Builder::from(&self.sdk)
                 .force_path_style(self.s3_force_path_style)
-                .interceptor(TraceHeaderInterceptor)
+                .interceptor(XrayInterceptor)
                 .build();
             aws_sdk_s3::Client::from_conf(config)
         })
@@ -178,7 +179,7 @@ impl AwsClients {
     /// SES v2 (sending email).
     pub fn sesv2(&self) -> &aws_sdk_sesv2::Client {
         self.sesv2.get_or_init(|| {
-            let config = aws_sdk_sesv2::config::Builder::from(&self.sdk).interceptor(TraceHeaderInterceptor).build();
+            let config = aws_sdk_sesv2::config::Builder::from(&self.sdk).interceptor(XrayInterceptor).build();
             aws_sdk_sesv2::Client::from_conf(config)
         })
     }
@@ -187,8 +188,7 @@ impl AwsClients {
     /// their secrets at init through `crate::config::secrets`).
     pub fn secretsmanager(&self) -> &aws_sdk_secretsmanager::Client {
         self.secretsmanager.get_or_init(|| {
-            let config =
-                aws_sdk_secretsmanager::config::Builder::from(&self.sdk).interceptor(TraceHeaderInterceptor).build();
+            let config = aws_sdk_secretsmanager::config::Builder::from(&self.sdk).interceptor(XrayInterceptor).build();
             aws_sdk_secretsmanager::Client::from_conf(config)
         })
     }
@@ -196,7 +196,7 @@ impl AwsClients {
     /// SQS (queues and their dead-letter queues).
     pub fn sqs(&self) -> &aws_sdk_sqs::Client {
         self.sqs.get_or_init(|| {
-            let config = aws_sdk_sqs::config::Builder::from(&self.sdk).interceptor(TraceHeaderInterceptor).build();
+            let config = aws_sdk_sqs::config::Builder::from(&self.sdk).interceptor(XrayInterceptor).build();
             aws_sdk_sqs::Client::from_conf(config)
         })
     }

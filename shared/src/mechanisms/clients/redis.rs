@@ -553,11 +553,24 @@ impl RedisStore {
         F: Fn(Connection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        self.round_trip(None, retry, op).await
+    }
+
+    /// [`run`](Self::run), with the command when the caller has one (for the subsegment).
+    async fn round_trip<T, F, Fut>(&self, command: Option<&Cmd>, retry: Retry, op: F) -> Result<T, RedisStoreError>
+    where
+        F: Fn(Connection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
         // A span per round trip (retries included) with the invocation's X-Ray trace id: the
-        // Redis time of a request in the logs at DEBUG. Not an X-Ray subsegment (see
-        // docs/observability.md); the fields are computed only when the span is enabled.
+        // Redis time of a request in the logs at DEBUG; the fields are computed only when the
+        // span is enabled. And, for a sampled invocation, an X-Ray subsegment of the same time.
         let span = tracing::debug_span!("redis", trace_id = crate::xray::current().unwrap_or_default());
+        let started = crate::xray::Started::now();
         let result = tracing::Instrument::instrument(self.attempt(retry, op), span).await;
+        if let Some(started) = started {
+            started.finish(&subsegment(command, &result));
+        }
         if let Err(RedisStoreError::Unavailable { .. }) = &result {
             crate::metrics::count(crate::metrics::names::CACHE_UNAVAILABLE, 1);
         }
@@ -596,13 +609,44 @@ impl RedisStore {
 
     /// One command, retried once on a fresh connection if `retry` allows.
     pub async fn query<T: redis::FromRedisValue>(&self, retry: Retry, cmd: &Cmd) -> Result<T, RedisStoreError> {
-        self.run(retry, |mut conn| async move { cmd.query_async(&mut conn).await }).await
+        self.round_trip(Some(cmd), retry, |mut conn| async move { cmd.query_async(&mut conn).await }).await
     }
+}
+
+/// The X-Ray subsegment of one round trip: `ElastiCache` in the `remote` namespace, a fault when
+/// the cache was unavailable, an error when it refused the command, and the command's name when
+/// the caller gave the command (`query`; scripts and pipelines through `run` carry none).
+fn subsegment<T>(command: Option<&Cmd>, result: &Result<T, RedisStoreError>) -> crate::xray::Subsegment {
+    use crate::xray::{Outcome, Subsegment};
+    let outcome = match result {
+        Ok(_) => Outcome::OK,
+        Err(RedisStoreError::Command(_)) => Outcome::ERROR,
+        Err(RedisStoreError::Unavailable { .. } | RedisStoreError::Settings(_)) => Outcome::FAULT,
+    };
+    let name = command.and_then(|c| match c.args_iter().next()? {
+        redis::Arg::Simple(name) => Some(String::from_utf8_lossy(name).to_ascii_uppercase()),
+        _ => None,
+    });
+    let metadata = name.map(|command| serde_json::json!({ "redis": { "command": command } }));
+    Subsegment { outcome, metadata, ..Subsegment::remote("ElastiCache") }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_round_trips_subsegment_names_the_command_when_there_is_one() {
+        use crate::xray::Outcome;
+        let ok = subsegment(Some(redis::cmd("get").arg("post:1")), &Ok::<(), RedisStoreError>(()));
+        assert_eq!((ok.name.as_ref(), ok.namespace, ok.outcome), ("ElastiCache", "remote", Outcome::OK));
+        assert_eq!(ok.metadata, Some(serde_json::json!({"redis": {"command": "GET"}})));
+        let down = RedisStoreError::Unavailable { reason: "response timed out", source: None };
+        let down = subsegment::<()>(None, &Err(down));
+        assert_eq!((down.outcome, down.metadata), (Outcome::FAULT, None));
+        let refused = server_error("WRONGTYPE");
+        assert_eq!(subsegment::<()>(None, &Err(RedisStoreError::Command(refused))).outcome, Outcome::ERROR);
+    }
 
     const BACKOFF: Duration = Duration::from_millis(500);
 

@@ -1,4 +1,5 @@
-//! The invocation's X-Ray trace header (`Root=1-…;Parent=…;Sampled=…`), carried to every AWS call.
+//! X-Ray: the invocation's trace header (`Root=1-…;Parent=…;Sampled=…`), carried to every AWS
+//! call, and subsegments for the calls a function makes (AWS SDK operations, Redis round trips).
 //!
 //! Lambda hands each invocation its trace header (`Lambda-Runtime-Trace-Id`, in
 //! `Context::xray_trace_id`). The AWS SDK sends it on as `X-Amzn-Trace-Id` when it finds it in the
@@ -6,17 +7,29 @@
 //! glibc (every `setenv` of a new value allocates a string that is never freed) and means nothing
 //! when several invocations share the process (Lambda Managed Instances). So the runtime keeps
 //! the header in a task-local for the length of the invocation ([`scope`]), and the AWS clients
-//! add it to each request ([`TraceHeaderInterceptor`], installed by `clients::aws`).
+//! add it to each request ([`XrayInterceptor`], installed by `clients::aws`).
+//!
+//! Subsegments: when the invocation's trace is sampled (`Sampled=1`: Lambda's decision, never
+//! made here) and Lambda runs the X-Ray daemon (`AWS_XRAY_DAEMON_ADDRESS`, set with active
+//! tracing), each timed call ([`Started::now`] … [`Started::finish`]) is sent to the daemon as one
+//! subsegment document in one UDP datagram ([`daemon`]), with the header's `Root` as trace id and
+//! its `Parent` (the function's segment) as parent. Otherwise nothing is timed or sent: without a
+//! daemon address the cost of a call is one check of a value read once per process.
+//! - [`header`]: parsing the trace header;
+//! - [`subsegment`]: the document and the timer;
+//! - [`daemon`]: the UDP sender;
+//! - [`sdk`]: the AWS SDK interceptor (`clients::redis` times its own round trips).
 
 use std::future::Future;
 
-// Every SDK re-exports the same smithy interceptor types; one implementation serves all clients.
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextMut;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use http::HeaderValue;
+pub mod daemon;
+pub mod header;
+pub mod sdk;
+pub mod subsegment;
 
-/// The header AWS services read the trace from.
-pub const TRACE_HEADER: &str = "x-amzn-trace-id";
+pub use header::{Parent, TraceHeader};
+pub use sdk::{TRACE_HEADER, XrayInterceptor};
+pub use subsegment::{AwsCall, Outcome, Started, Subsegment};
 
 tokio::task_local! {
     static TRACE: Option<String>;
@@ -32,33 +45,9 @@ pub fn current() -> Option<String> {
     TRACE.try_with(Clone::clone).ok().flatten()
 }
 
-/// Adds the current invocation's trace header to every AWS request that has none, as the SDK's
-/// recursion-detection interceptor does from `_X_AMZN_TRACE_ID` (which is no longer set).
-#[derive(Debug, Default)]
-pub struct TraceHeaderInterceptor;
-
-impl Intercept for TraceHeaderInterceptor {
-    fn name(&self) -> &'static str {
-        "TraceHeaderInterceptor"
-    }
-
-    fn modify_before_signing(
-        &self,
-        context: &mut BeforeTransmitInterceptorContextMut<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let headers = context.request_mut().headers_mut();
-        if headers.contains_key(TRACE_HEADER) {
-            return Ok(());
-        }
-        // What Lambda sent is a valid header value; anything else is left out (`insert` would
-        // panic on it), never an error of the AWS call.
-        if let Some(trace) = current().filter(|t| HeaderValue::from_str(t).is_ok()) {
-            headers.insert(TRACE_HEADER, trace);
-        }
-        Ok(())
-    }
+/// `f` of the current invocation's trace header, without copying it; `None` when there is none.
+pub(crate) fn with_current<R>(f: impl FnOnce(&str) -> R) -> Option<R> {
+    TRACE.try_with(|trace| trace.as_deref().map(f)).ok().flatten()
 }
 
 #[cfg(test)]
@@ -79,5 +68,7 @@ mod tests {
         );
         assert_eq!((a.as_deref(), b.as_deref()), (Some("Root=1-a"), Some("Root=1-b")));
         assert_eq!(current(), None);
+        assert_eq!(scope(Some("Root=1-c".to_owned()), async { with_current(str::len) }).await, Some(8));
+        assert_eq!(scope(None, async { with_current(str::len) }).await, None);
     }
 }
