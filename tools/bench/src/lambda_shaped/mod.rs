@@ -18,6 +18,7 @@ pub mod endpoints;
 pub mod node;
 mod report;
 mod subjects;
+mod tracing_cost;
 
 use std::path::Path;
 use std::time::Duration;
@@ -270,6 +271,8 @@ pub async fn section(bin_dir: &Path, stack_env: &[(String, String)], events: &Pa
         }
         measured.push((subject.name.clone(), rows));
     }
-    let secrets = subjects::secrets_cost(bin_dir, &endpoints).await;
-    report::markdown(&measured, &secrets)
+    let mut extra = subjects::secrets_cost(bin_dir, &endpoints).await;
+    let hit = crate::perf::read_event(events, "posts-read/get-hit.json");
+    extra.push_str(&tracing_cost::section(bin_dir, &endpoints, &hit).await);
+    report::markdown(&measured, &extra)
 }

@@ -87,6 +87,9 @@ impl NodeSeed {
             ("AWS_ENDPOINT_URL".into(), endpoints.aws_url()),
             ("NODE_EXTRA_CA_CERTS".into(), endpoints.ca()),
             ("AWS_REGION".into(), get("AWS_REGION")),
+            // What Lambda hands every runtime from the execution role.
+            ("AWS_ACCESS_KEY_ID".into(), get("AWS_ACCESS_KEY_ID")),
+            ("AWS_SECRET_ACCESS_KEY".into(), get("AWS_SECRET_ACCESS_KEY")),
             ("POSTS_TABLE".into(), get("POSTS_TABLE")),
             ("ORDERS_TABLE".into(), get("ORDERS_TABLE")),
             ("UPLOAD_BUCKET".into(), get("UPLOADS_BUCKET")),
