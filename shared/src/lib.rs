@@ -17,7 +17,7 @@
 //! - [`metrics`]: counters flushed as CloudWatch Embedded Metric Format lines, once per invocation.
 //! - [`id`]: the one rule for ids in URLs and keys, and the macro that declares an id type.
 //! - [`text`]: what counts as invisible or control text in user input.
-//! - [`xray`]: the invocation's X-Ray trace header, sent on every AWS call.
+//! - [`xray`]: the invocation's X-Ray trace header on every AWS call, and each AWS call and Redis round trip of a sampled invocation as a subsegment sent to the X-Ray daemon.
 //!
 //! Features (`features/`), each a folder whose `mod.rs` says what it is:
 //! - [`auth`]: access tokens, refresh sessions, [`auth::UserId`], the bearer-user helper.

@@ -4,14 +4,22 @@
 //!
 //! The certificate is a [`TlsFiles`] one (a throwaway CA the caller makes), which the functions
 //! trust through `AWS_CA_BUNDLE`, as a deployment behind a private CA would. The front terminates
-//! TLS and copies bytes both ways; it never looks at the HTTP inside. It runs on a thread of its
-//! own with its own runtime, so the caller's blocking work cannot stall it, and stops on drop.
+//! TLS and serves HTTP/1.1 with keep-alive, forwarding each request to the upstream: moto's
+//! server answers every request with `Connection: close`, and a byte pipe would pass that on and
+//! make every AWS call pay a fresh TLS handshake, which AWS endpoints (keep-alive) do not. It runs
+//! on a thread of its own with its own runtime, so the caller's blocking work cannot stall it, and
+//! stops on drop.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::TlsFiles;
@@ -30,13 +38,14 @@ pub enum TlsFrontError {
 /// A TLS listener on 127.0.0.1 forwarding each connection to `upstream`; stopped on drop.
 pub struct TlsFront {
     port: u16,
+    accepted: Arc<AtomicUsize>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl TlsFront {
     /// Serves TLS with `tls`'s server certificate (for `127.0.0.1` and `localhost`) and forwards
-    /// to `upstream` (`127.0.0.1:<port>`).
+    /// every request to `upstream` (`127.0.0.1:<port>`, plain HTTP).
     pub fn start(tls: &TlsFiles, upstream: std::net::SocketAddr) -> Result<Self, TlsFrontError> {
         let certs = CertificateDer::pem_file_iter(tls.cert())?.collect::<Result<Vec<_>, _>>()?;
         let key = PrivateKeyDer::from_pem_file(tls.key())?;
@@ -50,17 +59,19 @@ impl TlsFront {
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
         let (stop, stopped) = oneshot::channel();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             runtime.block_on(async move {
                 let listener = TcpListener::from_std(listener).expect("listener");
                 tokio::select! {
-                    () = accept_loop(listener, acceptor, upstream) => {}
+                    () = accept_loop(listener, acceptor, upstream, counter) => {}
                     _ = stopped => {}
                 }
             });
         });
-        Ok(Self { port, stop: Some(stop), thread: Some(thread) })
+        Ok(Self { port, accepted, stop: Some(stop), thread: Some(thread) })
     }
 
     /// `https://127.0.0.1:<port>`.
@@ -71,20 +82,69 @@ impl TlsFront {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// TLS handshakes completed so far: how many connections clients opened.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
+    }
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, upstream: std::net::SocketAddr) {
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    upstream: std::net::SocketAddr,
+    accepted: Arc<AtomicUsize>,
+) {
+    let client = reqwest::Client::new();
+    let upstream: Arc<str> = format!("http://{upstream}").into();
     while let Ok((socket, _)) = listener.accept().await {
-        let acceptor = acceptor.clone();
+        let (acceptor, accepted, client, upstream) =
+            (acceptor.clone(), accepted.clone(), client.clone(), upstream.clone());
         tokio::spawn(async move {
             // A client that gives up mid-handshake or mid-stream ends only its own connection.
             let _ = socket.set_nodelay(true);
-            let Ok(mut tls) = acceptor.accept(socket).await else { return };
-            let Ok(mut plain) = TcpStream::connect(upstream).await else { return };
-            let _ = plain.set_nodelay(true);
-            let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            let Ok(tls) = acceptor.accept(socket).await else { return };
+            accepted.fetch_add(1, Ordering::Relaxed);
+            let service = service_fn(move |req| {
+                let (client, upstream) = (client.clone(), upstream.clone());
+                async move { Ok::<_, std::convert::Infallible>(forward(&client, &upstream, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
         });
     }
+}
+
+/// One request to the upstream and its answer back, headers as they are (less the framing ones,
+/// which each side sets for itself); 502 when the upstream cannot be reached.
+async fn forward(
+    client: &reqwest::Client,
+    upstream: &str,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut request = client.request(parts.method.clone(), format!("{upstream}{path}")).body(body);
+    for (name, value) in &parts.headers {
+        if name != hyper::header::CONTENT_LENGTH && name != hyper::header::CONNECTION {
+            request = request.header(name, value);
+        }
+    }
+    let Ok(resp) = request.send().await else {
+        let mut r = hyper::Response::new(Full::new(Bytes::from_static(b"upstream unreachable")));
+        *r.status_mut() = hyper::StatusCode::BAD_GATEWAY;
+        return r;
+    };
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let mut r = hyper::Response::new(Full::new(resp.bytes().await.unwrap_or_default()));
+    *r.status_mut() = status;
+    for (name, value) in &headers {
+        let framing = [hyper::header::CONTENT_LENGTH, hyper::header::TRANSFER_ENCODING, hyper::header::CONNECTION];
+        if !framing.contains(name) {
+            r.headers_mut().append(name, value.clone());
+        }
+    }
+    r
 }
 
 impl Drop for TlsFront {

@@ -3,8 +3,10 @@
 //!
 //! - Redis: a `redis-server` of its own that speaks TLS only (as ElastiCache Serverless does),
 //!   trusted through `REDIS_CA_BUNDLE`.
-//! - AWS: a TLS front ([`testkit::TlsFront`]) before the local stack's moto, trusted through
-//!   `AWS_CA_BUNDLE`; the data the stack was seeded with is what the functions read.
+//! - AWS: TLS fronts ([`testkit::TlsFront`]) before the local stack's moto, trusted through
+//!   `AWS_CA_BUNDLE`; the data the stack was seeded with is what the functions read. One front
+//!   per service (`AWS_ENDPOINT_URL_<SERVICE>`), as each AWS service is a host of its own: a
+//!   connection opened to read secrets is never reused for DynamoDB, as it could not be in AWS.
 //! - Secrets: each function's secrets are put into Secrets Manager and the function gets only
 //!   `<NAME>_SECRET_ARN`, as the template configures it, so init reads them over TLS.
 
@@ -31,10 +33,14 @@ pub enum EndpointError {
     Secret { name: String, message: String },
 }
 
+/// The services the functions call, by the suffix of their `AWS_ENDPOINT_URL_<SERVICE>` variable.
+const SERVICES: [&str; 5] = ["DYNAMODB", "S3", "SECRETS_MANAGER", "SESV2", "SQS"];
+
 /// The TLS endpoints and the environment that points a function at them.
 pub struct TlsEndpoints {
     pub redis: RedisServer,
-    front: TlsFront,
+    /// The generic front (`AWS_ENDPOINT_URL`), then one per service of [`SERVICES`].
+    fronts: Vec<TlsFront>,
     /// The stack's variables with the TLS endpoints and CA bundles in place of the plaintext ones.
     pub env: Vec<(String, String)>,
     /// Secret variable → its ARN in the local Secrets Manager.
@@ -54,12 +60,15 @@ impl TlsEndpoints {
             return Err(EndpointError::Redis(pong));
         }
         let tls: &TlsFiles = redis.tls().expect("a TLS server has TLS files");
-        let front = TlsFront::start(tls, upstream)?;
+        let fronts = (0..=SERVICES.len()).map(|_| TlsFront::start(tls, upstream)).collect::<Result<Vec<_>, _>>()?;
         let ca = tls.ca().to_str().expect("utf-8 path").to_owned();
+        let services: Vec<(String, String)> =
+            SERVICES.iter().zip(&fronts[1..]).map(|(s, f)| (format!("AWS_ENDPOINT_URL_{s}"), f.url())).collect();
+        let services: Vec<(&str, String)> = services.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         let mut env = testkit::stack_env::with(
             stack_env,
             &[
-                ("AWS_ENDPOINT_URL", front.url()),
+                ("AWS_ENDPOINT_URL", fronts[0].url()),
                 ("AWS_CA_BUNDLE", ca.clone()),
                 ("REDIS_URL", redis.url()),
                 ("REDIS_CA_BUNDLE", ca),
@@ -69,6 +78,7 @@ impl TlsEndpoints {
                 ("REFRESH_RATE_PER_MINUTE", "1000000".into()),
             ],
         );
+        env = testkit::stack_env::with(&env, &services);
         env.retain(|(k, _)| k != "REDIS_USERNAME" && k != "REDIS_PASSWORD");
         let aws = testkit::aws_clients_at(&plain).await;
         let mut secret_arns = Vec::new();
@@ -79,7 +89,7 @@ impl TlsEndpoints {
             let made = made.map_err(|e| EndpointError::Secret { name: id.clone(), message: format!("{e:?}") })?;
             secret_arns.push(((*name).to_owned(), made.arn().unwrap_or(&id).to_owned()));
         }
-        Ok(Self { redis, front, env, secret_arns })
+        Ok(Self { redis, fronts, env, secret_arns })
     }
 
     /// The environment of one of the bundle's functions: its secrets by ARN only.
@@ -102,9 +112,15 @@ impl TlsEndpoints {
         &self.env
     }
 
-    /// `https://127.0.0.1:<port>` of the TLS front before moto.
-    pub fn aws_url(&self) -> String {
-        self.front.url()
+    /// Connections opened to each service's front so far, for the report.
+    pub fn connections(&self) -> String {
+        let names = std::iter::once("generic").chain(SERVICES);
+        names.zip(&self.fronts).map(|(n, f)| format!("{n} {}", f.connections())).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `https://127.0.0.1:<port>` of DynamoDB's TLS front (the Node baseline's one endpoint).
+    pub fn dynamodb_url(&self) -> String {
+        self.fronts[1].url()
     }
 
     /// The CA every TLS endpoint chains to (a PEM file).

@@ -270,6 +270,7 @@ pub async fn section(bin_dir: &Path, stack_env: &[(String, String)], events: &Pa
             rows.push(measure(&subject, mb).await);
         }
         measured.push((subject.name.clone(), rows));
+        eprintln!("bench: TLS connections so far: {}", endpoints.connections());
     }
     let mut extra = subjects::secrets_cost(bin_dir, &endpoints).await;
     let hit = crate::perf::read_event(events, "posts-read/get-hit.json");

@@ -84,7 +84,7 @@ impl NodeSeed {
         vec![
             ("_HANDLER".into(), handler.into()),
             ("REDIS_URL".into(), endpoints.redis_url_db(1)),
-            ("AWS_ENDPOINT_URL".into(), endpoints.aws_url()),
+            ("AWS_ENDPOINT_URL".into(), endpoints.dynamodb_url()),
             ("NODE_EXTRA_CA_CERTS".into(), endpoints.ca()),
             ("AWS_REGION".into(), get("AWS_REGION")),
             // What Lambda hands every runtime from the execution role.
