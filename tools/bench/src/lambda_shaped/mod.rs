@@ -81,6 +81,9 @@ pub struct Figures {
     pub cold_billed_ms: f64,
     pub paths: Vec<PathFigures>,
     pub throttled_periods: u64,
+    /// Cold starts (of 2 × COLDS) and warm invocations that did not answer 2xx.
+    pub cold_failures: usize,
+    pub warm_failures: usize,
 }
 
 impl Figures {
@@ -118,19 +121,30 @@ fn median(mut v: Vec<Duration>) -> Duration {
     percentile(&v, 50.0)
 }
 
-fn succeeded_or_panic(name: &str, what: &str, inv: &lambda_harness::Invocation) {
-    assert!(
-        crate::perf::succeeded(inv),
-        "{name}: {what}: status {:?}, error {:?}, body {}",
-        inv.status_code(),
-        inv.error_summary(),
-        String::from_utf8_lossy(&inv.body)
-    );
+/// Counts a failed answer (a function error or a non-2xx status) instead of stopping the run: at
+/// a small share a timeout tuned on whole cores can fire, and that is a finding to report.
+fn count_failure(name: &str, what: &str, inv: &lambda_harness::Invocation, failures: &mut usize) {
+    if !crate::perf::succeeded(inv) {
+        if *failures == 0 {
+            eprintln!(
+                "bench: {name}: {what}: status {:?}, error {:?}, body {}",
+                inv.status_code(),
+                inv.error_summary(),
+                String::from_utf8_lossy(&inv.body).chars().take(300).collect::<String>()
+            );
+        }
+        *failures += 1;
+    }
 }
 
 /// One cold process: (init, first response). `throttled_init`: the process starts inside `share`;
 /// otherwise it starts unlimited and is moved into `share` once its init is done.
-async fn cold_once(subject: &Subject, share: &CpuShare, throttled_init: bool) -> (Duration, Duration) {
+async fn cold_once(
+    subject: &Subject,
+    share: &CpuShare,
+    throttled_init: bool,
+    failures: &mut usize,
+) -> (Duration, Duration) {
     let cgroup = throttled_init.then(|| share.dir().to_path_buf());
     let options = SpawnOptions { env: subject.env.clone(), cgroup, ..SpawnOptions::default() };
     let f = Function::start(&subject.bin, &options).await.expect("spawn");
@@ -145,16 +159,13 @@ async fn cold_once(subject: &Subject, share: &CpuShare, throttled_init: bool) ->
         before();
     }
     let inv = f.invoke(&(subject.cold.first)(), TIMEOUT).await.expect("first invocation");
-    if !crate::perf::succeeded(&inv) {
-        let logs = f.stop().await.logs;
-        panic!("{}: cold invocation failed: {:?} {}\n{logs}", subject.name, inv.error_summary(), inv.body.len());
-    }
+    count_failure(&subject.name, "cold start", &inv, failures);
     f.stop().await;
     (init, inv.latency)
 }
 
 /// Warm figures of every path, in one throttled process.
-async fn warm(subject: &Subject, share: &CpuShare) -> Vec<PathFigures> {
+async fn warm(subject: &Subject, share: &CpuShare, failures: &mut usize) -> Vec<PathFigures> {
     let options =
         SpawnOptions { env: subject.env.clone(), cgroup: Some(share.dir().to_path_buf()), ..SpawnOptions::default() };
     let f = Function::start(&subject.bin, &options).await.expect("spawn");
@@ -168,7 +179,7 @@ async fn warm(subject: &Subject, share: &CpuShare) -> Vec<PathFigures> {
                 before();
             }
             let inv = f.invoke(&event, TIMEOUT).await.expect("invoke");
-            succeeded_or_panic(&subject.name, path.label, &inv);
+            count_failure(&subject.name, path.label, &inv, failures);
             if let Some(next) = path.events.next {
                 event = next(&event, &inv.json().unwrap_or(Value::Null));
             }
@@ -195,19 +206,20 @@ pub async fn measure(subject: &Subject, memory_mb: u64) -> Figures {
     let share = CpuShare::create(&format!("{}-{memory_mb}", subject.name.replace(' ', "-")), Some(memory_mb))
         .expect("the CPU share's cgroup");
     let (mut inits, mut firsts, mut billed) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cold_failures, mut warm_failures) = (0, 0);
     for _ in 0..COLDS {
-        let (init, first) = cold_once(subject, &share, true).await;
+        let (init, first) = cold_once(subject, &share, true, &mut cold_failures).await;
         billed.push(cost::billed_ms(init + first));
         inits.push(init);
         firsts.push(first);
     }
     let (mut open_inits, mut open_firsts) = (Vec::new(), Vec::new());
     for _ in 0..COLDS {
-        let (init, first) = cold_once(subject, &share, false).await;
+        let (init, first) = cold_once(subject, &share, false, &mut cold_failures).await;
         open_inits.push(init);
         open_firsts.push(first);
     }
-    let paths = warm(subject, &share).await;
+    let paths = warm(subject, &share, &mut warm_failures).await;
     billed.sort_unstable();
     Figures {
         memory_mb,
@@ -218,6 +230,8 @@ pub async fn measure(subject: &Subject, memory_mb: u64) -> Figures {
         cold_billed_ms: billed[billed.len() / 2] as f64,
         paths,
         throttled_periods: share.throttled().0,
+        cold_failures,
+        warm_failures,
     }
 }
 

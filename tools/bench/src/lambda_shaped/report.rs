@@ -22,8 +22,13 @@ const PAIRS: &[(&str, Option<&str>)] = &[
     ("email-sender", Some("node email-send")),
 ];
 
+/// Within the latency budget, and every answer a success (a size whose cold starts time out is
+/// never chosen, however cheap).
 fn within_budget(f: &Figures) -> bool {
-    f.main_path().p99 <= WARM_P99_BUDGET && f.cold_start() <= COLD_START_BUDGET
+    f.main_path().p99 <= WARM_P99_BUDGET
+        && f.cold_start() <= COLD_START_BUDGET
+        && f.cold_failures == 0
+        && f.warm_failures == 0
 }
 
 /// The cheapest size within the budget, else the cheapest size (flagged `false`).
@@ -191,11 +196,13 @@ fn detail(name: &str, rows: &[Figures]) -> String {
     for label in &labels {
         md.push_str(&format!(" {label}: p50 / p99 / mean billed |"));
     }
-    md.push_str(" duration cost per million | throttled periods |\n| --- | --- | --- | --- |");
+    md.push_str(
+        " duration cost per million | throttled periods | failed answers (cold / warm) |\n| --- | --- | --- | --- |",
+    );
     for _ in &labels {
         md.push_str(" --- |");
     }
-    md.push_str(" --- | --- |\n");
+    md.push_str(" --- | --- | --- |\n");
     for f in rows {
         md.push_str(&format!(
             "| {} MB | {} / {} | {} / {} | {:.0} ms |",
@@ -215,7 +222,13 @@ fn detail(name: &str, rows: &[Figures]) -> String {
                 p.share * 100.0
             ));
         }
-        md.push_str(&format!(" {} | {} |\n", usd(f.duration_usd()), f.throttled_periods));
+        md.push_str(&format!(
+            " {} | {} | {} / {} |\n",
+            usd(f.duration_usd()),
+            f.throttled_periods,
+            f.cold_failures,
+            f.warm_failures
+        ));
     }
     md.push('\n');
     md

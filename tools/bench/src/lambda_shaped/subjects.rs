@@ -76,6 +76,10 @@ pub fn all(bin_dir: &Path, events: &Path, endpoints: &TlsEndpoints, node: &NodeS
     for (label, placement) in [("tls-floor", "first-use"), ("tls-floor-at-init", "init")] {
         let mut env = floor_env.clone();
         env.push(("TLS_FLOOR_CONNECT".into(), placement.into()));
+        // The floor measures the handshake however long it takes at the share (the functions keep
+        // their own connect timeouts, and the report counts what they cost).
+        env.push(("REDIS_CONNECT_TIMEOUT_MS".into(), "10000".into()));
+        env.push(("REDIS_RESPONSE_TIMEOUT_MS".into(), "10000".into()));
         out.push(Subject {
             name: label.into(),
             bin: bin_dir.join("tls-floor"),
