@@ -7,10 +7,13 @@ use std::time::Duration;
 use super::Figures;
 use crate::stats::ms;
 
-/// The latency budget the memory size is chosen within: the cheapest size whose main path's warm
-/// p99 and cold start (init + first response, throttled) both fit.
-pub const WARM_P99_BUDGET: Duration = Duration::from_millis(25);
-pub const COLD_START_BUDGET: Duration = Duration::from_millis(1000);
+/// The latency budget the memory size is chosen within (an API a person waits on): the main path's
+/// warm p99 and the cold start (init + first response, init throttled) must both fit.
+pub const WARM_P99_BUDGET: Duration = Duration::from_millis(100);
+pub const COLD_START_BUDGET: Duration = Duration::from_millis(250);
+/// A larger size replaces a smaller one only when it is cheaper by more than this share: the
+/// run-to-run noise of the cost figure, so that the choice does not flip between runs.
+pub const CHEAPER_BY: f64 = 0.05;
 
 /// Rust function → the Node handler that does the same job (posts-write has none).
 const PAIRS: &[(&str, Option<&str>)] = &[
@@ -31,12 +34,20 @@ fn within_budget(f: &Figures) -> bool {
         && f.warm_failures == 0
 }
 
-/// The cheapest size within the budget, else the cheapest size (flagged `false`).
+/// The cheapest size within the budget (smallest first; a larger one only when cheaper by more
+/// than [`CHEAPER_BY`]), else the same over every size (flagged `false`).
 pub fn choose(rows: &[Figures]) -> (&Figures, bool) {
-    let by_cost = |a: &&Figures, b: &&Figures| a.duration_usd().total_cmp(&b.duration_usd());
-    match rows.iter().filter(|f| within_budget(f)).min_by(by_cost) {
+    let pick = |candidates: &mut dyn Iterator<Item = &Figures>| -> Option<&Figures> {
+        let mut sorted: Vec<&Figures> = candidates.collect();
+        sorted.sort_by_key(|f| f.memory_mb);
+        sorted.into_iter().fold(None, |best: Option<&Figures>, f| match best {
+            Some(b) if f.duration_usd() >= b.duration_usd() * (1.0 - CHEAPER_BY) => Some(b),
+            _ => Some(f),
+        })
+    };
+    match pick(&mut rows.iter().filter(|f| within_budget(f))) {
         Some(f) => (f, true),
-        None => (rows.iter().min_by(by_cost).expect("at least one size"), false),
+        None => (pick(&mut rows.iter()).expect("at least one size"), false),
     }
 }
 
@@ -69,14 +80,16 @@ pub fn markdown(measured: &[(String, Vec<Figures>)], secrets: &str) -> String {
     );
     md.push_str(&format!(
         "Memory size chosen: the cheapest per million within a latency budget of warm p99 ≤ {} and \
-         cold start (init + first response, init throttled) ≤ {} on the main path; Node's best \
-         size is chosen by the same rule.\n\n\
+         cold start (init + first response, init throttled) ≤ {} on the main path, a larger size \
+         only when it is more than {:.0} % cheaper (the noise between runs); Node's best size is \
+         chosen by the same rule.\n\n\
          Cost per million is the billed duration of the mix; the request fee ($0.20 per million) is the \
          same for every function and runtime, so it is shown beside it but left out of the ratio.\n\n\
          | function | memory chosen | cold start (init + first response) | warm p99 | duration cost per million | \
          Node at its best size | Node / Rust |\n| --- | --- | --- | --- | --- | --- | --- |\n",
         ms(WARM_P99_BUDGET),
-        ms(COLD_START_BUDGET)
+        ms(COLD_START_BUDGET),
+        CHEAPER_BY * 100.0
     ));
     let mut ratios = Vec::new();
     for (rust, node) in PAIRS {
@@ -84,15 +97,16 @@ pub fn markdown(measured: &[(String, Vec<Figures>)], secrets: &str) -> String {
         let (chosen, fits) = choose(rows);
         let node_best = node.and_then(|n| find(measured, n)).map(choose);
         let (node_cell, ratio_cell) = match node_best {
-            Some((n, _)) => {
+            Some((n, node_fits)) => {
                 let ratio = n.duration_usd() / chosen.duration_usd();
                 ratios.push((*rust, ratio, n.usd_per_million() / chosen.usd_per_million()));
                 (
                     format!(
-                        "{} ({} with the fee) at {} MB, cold start {}",
+                        "{} ({} with the fee) at {} MB{}, cold start {}",
                         usd(n.duration_usd()),
                         usd(n.usd_per_million()),
                         n.memory_mb,
+                        if node_fits { "" } else { " (none within budget)" },
                         ms(n.cold_start())
                     ),
                     format!(
@@ -117,6 +131,7 @@ pub fn markdown(measured: &[(String, Vec<Figures>)], secrets: &str) -> String {
     md.push_str(&goals(measured, &ratios));
     md.push_str(&placement(measured));
     md.push_str(secrets);
+    md.push_str(include_str!("notes.md"));
     md.push_str("### Every figure\n\n");
     for (name, rows) in measured {
         md.push_str(&detail(name, rows));
