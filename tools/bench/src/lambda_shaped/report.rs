@@ -37,18 +37,21 @@ fn within_budget(f: &Figures) -> bool {
 /// The cheapest size within the budget (smallest first; a larger one only when cheaper by more
 /// than [`CHEAPER_BY`]), else the same over every size (flagged `false`).
 pub fn choose(rows: &[Figures]) -> (&Figures, bool) {
-    let pick = |candidates: &mut dyn Iterator<Item = &Figures>| -> Option<&Figures> {
-        let mut sorted: Vec<&Figures> = candidates.collect();
-        sorted.sort_by_key(|f| f.memory_mb);
-        sorted.into_iter().fold(None, |best: Option<&Figures>, f| match best {
-            Some(b) if f.duration_usd() >= b.duration_usd() * (1.0 - CHEAPER_BY) => Some(b),
-            _ => Some(f),
-        })
-    };
-    match pick(&mut rows.iter().filter(|f| within_budget(f))) {
+    match pick(rows.iter().filter(|f| within_budget(f)).collect()) {
         Some(f) => (f, true),
-        None => (pick(&mut rows.iter()).expect("at least one size"), false),
+        None => (pick(rows.iter().collect()).expect("at least one size"), false),
     }
+}
+
+fn pick(mut candidates: Vec<&Figures>) -> Option<&Figures> {
+    candidates.sort_by_key(|f| f.memory_mb);
+    let mut best: Option<&Figures> = None;
+    for f in candidates {
+        if best.is_none_or(|b| f.duration_usd() < b.duration_usd() * (1.0 - CHEAPER_BY)) {
+            best = Some(f);
+        }
+    }
+    best
 }
 
 fn usd(v: f64) -> String {
