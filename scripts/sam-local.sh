@@ -10,7 +10,7 @@
 #   scripts/sam-local.sh [--bin-dir DIR] [--bench FILE]
 #     --bin-dir  where the x86_64 function binaries are (default: $CARGO_TARGET_DIR/debug)
 #     --bench    also write phase 1's per-event durations into FILE (its "sam local invoke" section,
-#                replaced in place; make bench does this for docs/performance.md on the release bootstraps)
+#                replaced in place; make bench does this for docs/performance-figures.md on the release bootstraps)
 #
 # No Docker and no registry: Podman serves the Docker API on a socket in a temporary folder, its
 # configuration is a project-local containers.conf (CONTAINERS_CONF; /etc is never touched), its

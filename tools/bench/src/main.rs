@@ -109,7 +109,9 @@ async fn main() {
         Cmd::Lambda(args) => {
             refuse_without_lambda_shape();
             let env = lambda_harness::env::read_env_file(&args.env_file).expect("env file");
-            let md = lambda_shaped::section(&args.bin_dir, &env, &args.events).await;
+            let written_by = format!("Written by `{}`.", args.command);
+            let pages = lambda_shaped::section(&args.bin_dir, &env, &args.events, &written_by).await;
+            let md = [pages.summary, pages.decisions, pages.figures].join("\n");
             std::fs::write(&args.out, md).expect("write the section");
             println!("wrote {}", args.out.display());
         }

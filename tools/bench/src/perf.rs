@@ -288,7 +288,21 @@ pub async fn run(args: &Args) {
             .await,
     );
 
-    md.push_str(&crate::lambda_shaped::section(&args.bin_dir, &env, &args.events).await);
+    let written_by = format!(
+        "Written by `{}` on {date}, in the same run as [the figures against the floor](performance.md). \
+         Machine: {}.",
+        args.command,
+        machine()
+    );
+    let pages = crate::lambda_shaped::section(&args.bin_dir, &env, &args.events, &written_by).await;
+    md.push_str(&pages.summary);
+    for (page, text) in [
+        (crate::lambda_shaped::report::DECISIONS_PAGE, &pages.decisions),
+        (crate::lambda_shaped::report::FIGURES_PAGE, &pages.figures),
+    ] {
+        let path = args.out.with_file_name(page);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
 
     std::fs::write(&args.out, md).expect("write docs/performance.md");
     println!("wrote {}", args.out.display());

@@ -16,7 +16,7 @@ pub mod cgroup;
 pub mod cost;
 pub mod endpoints;
 pub mod node;
-mod report;
+pub mod report;
 mod subjects;
 mod tracing_cost;
 
@@ -258,7 +258,7 @@ pub fn preflight() -> Result<(), String> {
 }
 
 /// The whole Lambda-shaped section of docs/performance.md.
-pub async fn section(bin_dir: &Path, stack_env: &[(String, String)], events: &Path) -> String {
+pub async fn section(bin_dir: &Path, stack_env: &[(String, String)], events: &Path, written_by: &str) -> report::Pages {
     let endpoints = endpoints::TlsEndpoints::start(stack_env).await.unwrap_or_else(|e| {
         eprintln!("bench: cannot set up the TLS endpoints: {e}");
         std::process::exit(2);
@@ -289,5 +289,5 @@ pub async fn section(bin_dir: &Path, stack_env: &[(String, String)], events: &Pa
     let mut extra = subjects::secrets_cost(bin_dir, &endpoints).await;
     let hit = crate::perf::read_event(events, "posts-read/get-hit.json");
     extra.push_str(&tracing_cost::section(bin_dir, &endpoints, &hit).await);
-    report::markdown(&measured, &extra)
+    report::markdown(&measured, &extra, written_by)
 }

@@ -66,7 +66,20 @@ fn at(rows: &[Figures], mb: u64) -> Option<&Figures> {
     rows.iter().find(|f| f.memory_mb == mb)
 }
 
-pub fn markdown(measured: &[(String, Vec<Figures>)], secrets: &str) -> String {
+/// The Lambda-shaped mode's three pages: the summary (one line per function, in
+/// docs/performance.md), the goals and decisions (docs/performance-as-billed.md), and every figure
+/// (docs/performance-figures.md), each short enough to read in one sitting.
+pub struct Pages {
+    pub summary: String,
+    pub decisions: String,
+    pub figures: String,
+}
+
+pub const DECISIONS_PAGE: &str = "performance-as-billed.md";
+pub const FIGURES_PAGE: &str = "performance-figures.md";
+
+/// `written_by`: the line saying which command wrote the pages, and when.
+pub fn markdown(measured: &[(String, Vec<Figures>)], secrets: &str, written_by: &str) -> Pages {
     let mut md = String::from(
         "## As Lambda bills it (Lambda-shaped mode)\n\n\
          Every endpoint over TLS with a CA the bench made (redis-server serving TLS only, trusted \
@@ -131,15 +144,21 @@ pub fn markdown(measured: &[(String, Vec<Figures>)], secrets: &str) -> String {
         ));
     }
     md.push('\n');
-    md.push_str(&goals(measured, &ratios));
-    md.push_str(&placement(measured));
-    md.push_str(secrets);
-    md.push_str(include_str!("notes.md"));
-    md.push_str("### Every figure\n\n");
+    md.push_str(&format!(
+        "The goals, the decisions these figures made, and the cost of reading secrets and of tracing: \
+         [performance as billed]({DECISIONS_PAGE}); every figure at every memory size: \
+         [the figures]({FIGURES_PAGE}).\n\n"
+    ));
+    let mut decisions = format!("# Performance as Lambda bills it\n\n{written_by}\n\n");
+    decisions.push_str(&goals(measured, &ratios));
+    decisions.push_str(&placement(measured));
+    decisions.push_str(secrets);
+    decisions.push_str(include_str!("notes.md"));
+    let mut figures = format!("# Every figure of the Lambda-shaped mode\n\n{written_by}\n\n");
     for (name, rows) in measured {
-        md.push_str(&detail(name, rows));
+        figures.push_str(&detail(name, rows));
     }
-    md
+    Pages { summary: md, decisions, figures }
 }
 
 /// The issue's goals, checked on this run's figures.
