@@ -76,7 +76,11 @@ impl Daemon {
     }
 
     fn bind(&self) -> Option<UdpSocket> {
+        // A daemon on loopback (a local one, the tests') gets a socket bound to loopback only;
+        // Lambda's (169.254.79.129) needs the interface that reaches it.
         let local: SocketAddr = match self.address {
+            SocketAddr::V4(a) if a.ip().is_loopback() => (Ipv4Addr::LOCALHOST, 0).into(),
+            SocketAddr::V6(a) if a.ip().is_loopback() => (Ipv6Addr::LOCALHOST, 0).into(),
             SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
             SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
         };
