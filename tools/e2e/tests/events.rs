@@ -37,7 +37,7 @@ async fn every_sample_event_gets_its_manifest_status() {
     let events = stack.render_events(&stack.dir.join(format!("events-{}", std::process::id())));
     let options = CheckOptions {
         bin_dir: bins.to_path_buf(),
-        spawn: SpawnOptions { env: stack.env.clone(), inherit_env: false, log_file: None, echo_logs: false },
+        spawn: SpawnOptions { env: stack.env.clone(), ..SpawnOptions::default() },
         timeout: Duration::from_secs(30),
         log_dir: None,
         // Each function as its own cache (ACL) user, as deployed.
