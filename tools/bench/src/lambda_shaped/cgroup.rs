@@ -55,6 +55,21 @@ fn hierarchy() -> Result<(PathBuf, Version), CgroupError> {
     Err(CgroupError::NoController)
 }
 
+/// Removes the groups of earlier bench processes that are gone: a release build aborts on a panic
+/// (`panic = "abort"`), so a run that stopped on one never ran [`CpuShare`]'s drop. An empty group
+/// of a dead process is all that can be left; one with processes in it is left alone.
+pub fn remove_stale() {
+    let Ok((parent, _)) = hierarchy() else { return };
+    let Ok(entries) = std::fs::read_dir(&parent) else { return };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("bench-").and_then(|rest| rest.split('-').next()) else { continue };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir(entry.path());
+        }
+    }
+}
+
 /// The quota of `memory_mb`'s share per [`PERIOD_US`], in microseconds.
 pub fn quota_us(memory_mb: u64) -> u64 {
     PERIOD_US * memory_mb / ONE_VCPU_MB

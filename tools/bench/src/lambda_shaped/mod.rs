@@ -237,6 +237,7 @@ pub async fn measure(subject: &Subject, memory_mb: u64) -> Figures {
 
 /// The checks the mode refuses to run without, each with its reason.
 pub fn preflight() -> Result<(), String> {
+    cgroup::remove_stale();
     let probe = CpuShare::create("preflight", Some(128)).map_err(|e| {
         format!("the Lambda-shaped bench needs a cgroup with a CPU quota (run as root on a machine with the cpu controller): {e}")
     })?;
