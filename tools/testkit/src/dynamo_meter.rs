@@ -97,14 +97,7 @@ async fn forward(
             traces.push((operation.clone(), trace));
         }
     }
-    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let mut request = client.request(parts.method.clone(), format!("{upstream}{path}")).body(body);
-    for (name, value) in &parts.headers {
-        if name != hyper::header::HOST && name != hyper::header::CONTENT_LENGTH {
-            request = request.header(name, value);
-        }
-    }
-    let answer = match request.send().await {
+    let answer = match crate::proxy::send_on(client, upstream, &parts, body).await {
         Ok(resp) => {
             let status = resp.status();
             let headers = resp.headers().clone();
@@ -115,14 +108,7 @@ async fn forward(
             if status.is_success() {
                 count(state, &operation, &bytes);
             }
-            let mut r = hyper::Response::new(Full::new(bytes));
-            *r.status_mut() = status;
-            for (name, value) in &headers {
-                if name != hyper::header::CONTENT_LENGTH && name != hyper::header::TRANSFER_ENCODING {
-                    r.headers_mut().insert(name, value.clone());
-                }
-            }
-            r
+            crate::proxy::respond(status, &headers, bytes)
         }
         Err(_) => {
             let mut r = hyper::Response::new(Full::new(Bytes::new()));

@@ -58,16 +58,9 @@ async fn forward(
 ) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let mut request = client.request(parts.method.clone(), format!("{upstream}{path}")).body(body);
-    for (name, value) in &parts.headers {
-        if name != hyper::header::HOST && name != hyper::header::CONTENT_LENGTH {
-            request = request.header(name, value);
-        }
-    }
     // The upstream acts now; only the answer is late. The answer is built whether or not the
     // client is still waiting, so the upstream's work never depends on the client's patience.
-    let answer = request.send().await;
+    let answer = crate::proxy::send_on(client, upstream, &parts, body).await;
     state.forwarded.fetch_add(1, Ordering::SeqCst);
     let (status, headers, bytes) = match answer {
         Ok(r) => {
@@ -78,12 +71,5 @@ async fn forward(
         Err(e) => (reqwest::StatusCode::BAD_GATEWAY, Default::default(), Bytes::from(e.to_string())),
     };
     tokio::time::sleep(Duration::from_millis(state.delay_ms.load(Ordering::SeqCst))).await;
-    let mut response = hyper::Response::new(Full::new(bytes));
-    *response.status_mut() = status;
-    for (name, value) in &headers {
-        if name != hyper::header::CONTENT_LENGTH && name != hyper::header::TRANSFER_ENCODING {
-            response.headers_mut().insert(name, value.clone());
-        }
-    }
-    response
+    crate::proxy::respond(status, &headers, bytes)
 }

@@ -114,8 +114,7 @@ async fn accept_loop(
     }
 }
 
-/// One request to the upstream and its answer back, headers as they are (less the framing ones,
-/// which each side sets for itself); 502 when the upstream cannot be reached.
+/// One request to the upstream and its answer back; 502 when the upstream cannot be reached.
 async fn forward(
     client: &reqwest::Client,
     upstream: &str,
@@ -123,28 +122,17 @@ async fn forward(
 ) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let mut request = client.request(parts.method.clone(), format!("{upstream}{path}")).body(body);
-    for (name, value) in &parts.headers {
-        if name != hyper::header::CONTENT_LENGTH && name != hyper::header::CONNECTION {
-            request = request.header(name, value);
+    match crate::proxy::send_on(client, upstream, &parts, body).await {
+        Ok(resp) => {
+            let (status, headers) = (resp.status(), resp.headers().clone());
+            crate::proxy::respond(status, &headers, resp.bytes().await.unwrap_or_default())
         }
+        Err(_) => crate::proxy::respond(
+            hyper::StatusCode::BAD_GATEWAY,
+            &hyper::HeaderMap::new(),
+            Bytes::from_static(b"upstream unreachable"),
+        ),
     }
-    let Ok(resp) = request.send().await else {
-        let mut r = hyper::Response::new(Full::new(Bytes::from_static(b"upstream unreachable")));
-        *r.status_mut() = hyper::StatusCode::BAD_GATEWAY;
-        return r;
-    };
-    let (status, headers) = (resp.status(), resp.headers().clone());
-    let mut r = hyper::Response::new(Full::new(resp.bytes().await.unwrap_or_default()));
-    *r.status_mut() = status;
-    for (name, value) in &headers {
-        let framing = [hyper::header::CONTENT_LENGTH, hyper::header::TRANSFER_ENCODING, hyper::header::CONNECTION];
-        if !framing.contains(name) {
-            r.headers_mut().append(name, value.clone());
-        }
-    }
-    r
 }
 
 impl Drop for TlsFront {

@@ -53,6 +53,20 @@ fn one_path(label: &'static str, events: Events) -> Vec<PathSpec> {
     vec![PathSpec { label, share: 1.0, events, before: None, runs: WARM }]
 }
 
+/// posts-read's mix: 95 % cache hits, 5 % misses (the key evicted from Redis database `db` first).
+fn hits_and_misses(hit: &Value, cli: &Cli, db: u8) -> Vec<PathSpec> {
+    vec![
+        PathSpec { label: "GET /posts/1, cache hit", share: 0.95, events: same(hit.clone()), before: None, runs: WARM },
+        PathSpec {
+            label: "GET /posts/1, cache miss (GetItem, fill)",
+            share: 0.05,
+            events: same(hit.clone()),
+            before: Some(cli.evict(db, "post:1")),
+            runs: WARM / 2,
+        },
+    ]
+}
+
 fn rust(name: &str, bin_dir: &Path, env: Vec<(String, String)>, cold: Events, paths: Vec<PathSpec>) -> Subject {
     Subject { name: name.to_owned(), bin: bin_dir.join(name), env, cold, before_cold: None, paths }
 }
@@ -97,22 +111,7 @@ pub fn all(bin_dir: &Path, events: &Path, endpoints: &TlsEndpoints, node: &NodeS
         bin_dir,
         endpoints.function_env("posts-read"),
         same(hit.clone()),
-        vec![
-            PathSpec {
-                label: "GET /posts/1, cache hit",
-                share: 0.95,
-                events: same(hit.clone()),
-                before: None,
-                runs: WARM,
-            },
-            PathSpec {
-                label: "GET /posts/1, cache miss (GetItem, fill)",
-                share: 0.05,
-                events: same(hit.clone()),
-                before: Some(cli.evict(0, "post:1")),
-                runs: WARM / 2,
-            },
-        ],
+        hits_and_misses(&hit, &cli, 0),
     );
     posts_read.before_cold = Some(cli.evict(0, "post:1"));
     out.push(posts_read);
@@ -180,26 +179,7 @@ pub fn all(bin_dir: &Path, events: &Path, endpoints: &TlsEndpoints, node: &NodeS
         crate::floor::floor_event(),
         one_path("empty invocation", crate::floor::floor_event()),
     ));
-    let mut node_read = node_subject(
-        "posts-read",
-        same(hit.clone()),
-        vec![
-            PathSpec {
-                label: "GET /posts/1, cache hit",
-                share: 0.95,
-                events: same(hit.clone()),
-                before: None,
-                runs: WARM,
-            },
-            PathSpec {
-                label: "GET /posts/1, cache miss (GetItem, fill)",
-                share: 0.05,
-                events: same(hit),
-                before: Some(cli.evict(1, "post:1")),
-                runs: WARM / 2,
-            },
-        ],
-    );
+    let mut node_read = node_subject("posts-read", same(hit.clone()), hits_and_misses(&hit, &cli, 1));
     node_read.before_cold = Some(cli.evict(1, "post:1"));
     out.push(node_read);
 
